@@ -1,0 +1,1 @@
+from . import algorithms, connectors, losses, recorders, utils  # noqa: F401

@@ -1,0 +1,224 @@
+"""The detection distillation algorithm: one frozen teacher, one mmdet student."""
+import warnings
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Union
+
+import torch
+from mmengine.structures import BaseDataElement
+from mmrazor.models.algorithms import SingleTeacherDistill
+from mmrazor.models.utils import add_prefix
+from torch import nn
+
+from mmkd.registry import MODELS
+from .model_cfg import expand_model_cfg
+from .teacher_checkpoint import load_teacher_checkpoint
+
+#: BatchData sources that need the student's sampled RoIs (two-stage detectors)
+ROI_SOURCES = ('rois', 'roi_labels', 'student_roi_cls_scores', 'teacher_roi_cls_scores')
+TEACHER_STAGES = ('auto', 'neck', 'head', 'loss')
+
+
+@MODELS.register_module()
+class DetectionDistill(SingleTeacherDistill):
+    """Distil a frozen teacher detector into an mmdet student.
+
+    Built on mmrazor's ``SingleTeacherDistill`` (same ``distiller`` config) with what detection
+    needs on top:
+
+    - the teacher is loaded from ``teacher_ckpt`` with a clear error when the file is missing,
+      unreadable or does not fit the teacher (see :func:`load_teacher_checkpoint`);
+    - the teacher is frozen, always in eval mode (BN, dropout, drop-path), runs under
+      ``no_grad`` and only as deep as the losses need (``teacher_stage``);
+    - the teacher is kept out of the module tree by default: it is not in ``state_dict()``
+      (training checkpoints hold student + connectors + optimizer; the teacher is reloaded from
+      ``teacher_ckpt``), not in ``parameters()`` and not seen by DDP;
+    - ``mmkd.BatchData`` recorders receive ``batch_gt_instances``, ``batch_img_metas`` and, for
+      two-stage students, the student's sampled RoIs (``rois``, ``roi_labels``) and the RoI-head
+      class logits of student and teacher on those same RoIs, each pooled from its own features.
+
+    Args:
+        architecture (dict): the student; ``dict(cfg_path=..., **overrides)`` is accepted.
+        teacher (dict): the teacher, same forms.
+        teacher_ckpt (str, optional): file or URL of the teacher's weights. Without it the
+            teacher keeps random weights (only sensible in tests) and a warning says so.
+        teacher_stage (str): how far the teacher runs: ``'neck'`` (``extract_feat``),
+            ``'head'`` (``_forward``: backbone, neck and head outputs), ``'loss'`` (its full
+            loss, e.g. to record its assigner) or ``'auto'`` (``'neck'`` when every teacher
+            recorder is under ``backbone``/``neck``, else ``'head'``).
+        teacher_in_checkpoint (bool): keep the teacher as a sub-module so that it is written
+            into checkpoints (mmrazor's behaviour). Defaults to False.
+    """
+
+    def __init__(self,
+                 distiller: dict,
+                 teacher: Union[nn.Module, Dict],
+                 architecture: Union[nn.Module, Dict],
+                 teacher_ckpt: Optional[str] = None,
+                 teacher_stage: str = 'auto',
+                 teacher_in_checkpoint: bool = False,
+                 teacher_trainable: bool = False,
+                 **kwargs) -> None:
+        if teacher_trainable:
+            raise ValueError('DetectionDistill keeps the teacher frozen; use mmrazor\'s '
+                             'SingleTeacherDistill for a trainable teacher.')
+        if teacher_stage not in TEACHER_STAGES:
+            raise ValueError(f'teacher_stage must be one of {TEACHER_STAGES}, got '
+                             f'{teacher_stage!r}.')
+        super().__init__(
+            distiller=distiller,
+            teacher=expand_model_cfg(teacher),
+            architecture=expand_model_cfg(architecture),
+            teacher_ckpt=None,  # loaded below, with checks
+            **kwargs)
+        if teacher_ckpt:
+            load_teacher_checkpoint(self.teacher, teacher_ckpt)
+        else:
+            warnings.warn('DetectionDistill: no teacher_ckpt, the teacher has random weights.')
+            self.teacher.init_weights()
+        self.teacher._is_init = True
+        self.teacher_ckpt = teacher_ckpt
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        self.teacher_in_checkpoint = teacher_in_checkpoint
+        if not teacher_in_checkpoint:
+            # a plain attribute: out of state_dict(), parameters(), DDP; moved by _apply below
+            object.__setattr__(self, 'teacher', self._modules.pop('teacher'))
+
+        self.teacher_stage = self._resolve_teacher_stage(teacher_stage)
+        self.needed_batch_data = self.distiller.needed_batch_data() if hasattr(
+            self.distiller, 'needed_batch_data') else set()
+        self.needs_rois = bool(self.needed_batch_data & set(ROI_SOURCES))
+        if self.needs_rois and self.teacher_stage == 'loss':
+            raise ValueError("RoI losses run the teacher's RoI head on the student's RoIs; "
+                             "use teacher_stage='neck' or 'auto', not 'loss'.")
+        if self.needs_rois:
+            for name, model in (('student', self.student), ('teacher', self.teacher)):
+                if not hasattr(model, 'roi_head'):
+                    raise ValueError(
+                        f'The distillation losses ask for RoIs ({sorted(self.needed_batch_data & set(ROI_SOURCES))}) '
+                        f'but the {name} ({type(model).__name__}) is a one-stage detector '
+                        'without `roi_head`. RoI-level methods (DKD, DeFeat head) need two-stage '
+                        'student and teacher, e.g. Faster R-CNN.')
+
+    # ----------------------------------------------------------------- teacher handling
+    def _resolve_teacher_stage(self, stage: str) -> str:
+        if stage != 'auto':
+            return stage
+        for recorder in self.distiller.teacher_recorders.recorders.values():
+            kind = type(recorder).__name__
+            if kind in ('ModuleOutputsRecorder', 'ModuleInputsRecorder'):
+                if recorder.source.split('.')[0] in ('backbone', 'neck'):
+                    continue
+            elif kind == 'BatchDataRecorder':
+                continue
+            return 'head'
+        return 'neck'
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if not self.teacher_in_checkpoint:
+            self.teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True) -> 'DetectionDistill':
+        super().train(mode)
+        self.teacher.eval()  # the whole teacher, not only its BN (dropout, drop-path too)
+        return self
+
+    def _run_teacher(self, batch_inputs: torch.Tensor,
+                     data_samples: Optional[List[BaseDataElement]]) -> Optional[tuple]:
+        """Run the frozen teacher as deep as needed; return its neck features."""
+        if self.teacher_stage == 'loss':
+            self.teacher.loss(batch_inputs, data_samples)
+            return None
+        feats = self.teacher.extract_feat(batch_inputs)
+        if self.teacher_stage == 'head':
+            if hasattr(self.teacher, 'roi_head'):
+                rpn = self.teacher.rpn_head.predict(feats, data_samples, rescale=False)
+                self.teacher.roi_head.forward(feats, rpn, data_samples)
+            else:
+                self.teacher.bbox_head.forward(feats)
+        return feats
+
+    # ----------------------------------------------------------------- student RoIs
+    @contextmanager
+    def _capture_student_rois(self) -> Iterator[dict]:
+        """Capture the student's sampled RoIs and its RoI-head output on them."""
+        captured: dict = {}
+        if not self.needs_rois:
+            yield captured
+            return
+        roi_head = self.student.roi_head
+        bbox_loss, bbox_forward = roi_head.bbox_loss, roi_head._bbox_forward
+
+        def recording_bbox_forward(x, rois):
+            results = bbox_forward(x, rois)
+            captured['rois'], captured['cls_score'] = rois, results['cls_score']
+            return results
+
+        def recording_bbox_loss(x, sampling_results):
+            captured['sampling_results'] = sampling_results
+            roi_head._bbox_forward = recording_bbox_forward
+            try:
+                return bbox_loss(x, sampling_results)
+            finally:
+                del roi_head._bbox_forward
+
+        roi_head.bbox_loss = recording_bbox_loss
+        try:
+            yield captured
+        finally:
+            del roi_head.bbox_loss
+
+    def _roi_data(self, captured: dict, teacher_feats: Optional[tuple]) -> dict:
+        if 'rois' not in captured:
+            raise RuntimeError('The student did not sample RoIs in this step, so RoI losses '
+                               'have no input; is the student a two-stage detector in loss mode?')
+        num_classes = self.student.roi_head.bbox_head.num_classes
+        labels = torch.cat([
+            torch.cat([res.pos_gt_labels,
+                       res.pos_gt_labels.new_full((len(res.neg_priors), ), num_classes)])
+            for res in captured['sampling_results']
+        ])
+        rois = captured['rois']
+        with torch.no_grad():
+            teacher_cls = self.teacher.roi_head._bbox_forward(teacher_feats, rois)['cls_score']
+        return dict(rois=rois, roi_labels=labels, student_roi_cls_scores=captured['cls_score'],
+                    teacher_roi_cls_scores=teacher_cls)
+
+    # ----------------------------------------------------------------- the step
+    def _push_batch_data(self, from_student: bool, data: dict) -> None:
+        for recorder in self.distiller.batch_data_recorders(from_student):
+            if recorder.source in data:
+                recorder.record(data[recorder.source])
+
+    def loss(self, batch_inputs: torch.Tensor,
+             data_samples: Optional[List[BaseDataElement]] = None) -> Dict[str, torch.Tensor]:
+        """Teacher (no grad) -> student with its task losses -> distillation losses."""
+        batch = dict(
+            batch_data_samples=data_samples,
+            batch_gt_instances=[s.gt_instances for s in data_samples or []],
+            batch_img_metas=[s.metainfo for s in data_samples or []])
+        losses: Dict[str, torch.Tensor] = dict()
+
+        self.distiller.set_deliveries_override(False)
+        with self.distiller.teacher_recorders, self.distiller.deliveries, torch.no_grad():
+            teacher_feats = self._run_teacher(batch_inputs, data_samples)
+
+        self.distiller.set_deliveries_override(True)
+        with self.distiller.student_recorders, self.distiller.deliveries, \
+                self._capture_student_rois() as captured:
+            if self.calculate_student_loss:
+                student_losses = self.student(batch_inputs, data_samples, mode='loss')
+                losses.update(add_prefix(student_losses, 'student'))
+            else:
+                self.student(batch_inputs, data_samples, mode='loss')
+        if self.needs_rois:
+            batch.update(self._roi_data(captured, teacher_feats))
+        # recorders reset their buffers on entering their context, so this data stays put
+        self._push_batch_data(True, batch)
+        self._push_batch_data(False, batch)
+
+        if not self.distillation_stopped:
+            losses.update(add_prefix(self.distiller.compute_distill_losses(), 'distill'))
+        return losses

@@ -1,0 +1,75 @@
+"""mmrazor's ``ConfigurableDistiller`` with what detection losses need on top."""
+import difflib
+from typing import Dict, List, Optional
+
+import torch
+from mmrazor.models.distillers import ConfigurableDistiller
+from mmrazor.models.task_modules import RecorderManager
+from torch import nn
+
+from mmkd.registry import MODELS
+from ..recorders import BatchDataRecorder
+
+
+@MODELS.register_module()
+class DetectionDistiller(ConfigurableDistiller):
+    """Configurable distiller for detectors.
+
+    Same config as mmrazor's ``ConfigurableDistiller`` (recorders, connectors,
+    ``distill_losses``, ``loss_forward_mappings``), plus:
+
+    - losses are computed in fp32 with autocast off, whatever precision the models run in;
+    - a loss that returns a dict (e.g. FGD's fg/bg/mask/global terms) is logged term by term as
+      ``<loss name>_<key>``; every entry is summed into the total loss;
+    - recorder sources are checked when the models are known, and an unknown module name is
+      refused with the nearest real names;
+    - ``mmkd.BatchData`` recorders receive the ground truth and RoIs from ``DetectionDistill``.
+    """
+
+    def prepare_from_student(self, model: nn.Module) -> None:
+        _check_module_sources(self.student_recorders, model, 'student')
+        super().prepare_from_student(model)
+
+    def prepare_from_teacher(self, model: nn.Module) -> None:
+        _check_module_sources(self.teacher_recorders, model, 'teacher')
+        super().prepare_from_teacher(model)
+
+    def batch_data_recorders(self, from_student: bool) -> List[BatchDataRecorder]:
+        manager = self.student_recorders if from_student else self.teacher_recorders
+        return [r for r in manager.recorders.values() if isinstance(r, BatchDataRecorder)]
+
+    def needed_batch_data(self) -> set:
+        """Names of the ``BatchData`` sources some loss asks for."""
+        return {r.source for s in (True, False) for r in self.batch_data_recorders(s)}
+
+    def compute_distill_losses(self) -> Dict[str, torch.Tensor]:
+        losses: Dict[str, torch.Tensor] = dict()
+        device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
+        with torch.autocast(device_type=device_type, enabled=False):
+            for loss_name, forward_mappings in self.loss_forward_mappings.items():
+                kwargs = {key: self.get_record(**record)
+                          for key, record in forward_mappings.items()}
+                loss = self.distill_losses[loss_name](**kwargs)
+                if isinstance(loss, dict):
+                    for key, value in loss.items():
+                        losses[f'{loss_name}_{key}'] = value
+                else:
+                    losses[loss_name] = loss
+        return losses
+
+
+def _check_module_sources(manager: RecorderManager, model: nn.Module, side: str) -> None:
+    """Refuse a module recorder whose source is not a module of the model."""
+    names = [name for name, _ in model.named_modules()]
+    known = set(names)
+    for rec_name, recorder in manager.recorders.items():
+        kind = type(recorder).__name__
+        if kind not in ('ModuleOutputsRecorder', 'ModuleInputsRecorder'):
+            continue
+        if recorder.source in known:
+            continue
+        near = difflib.get_close_matches(recorder.source, names, n=5, cutoff=0.5)
+        raise KeyError(
+            f'{side} recorder {rec_name!r}: {recorder.source!r} is not a module of the {side} '
+            f'({type(model).__name__}). Nearest module names: {near or names[:8]}. '
+            f'Fix `{side}_recorders.{rec_name}.source` in the config.')

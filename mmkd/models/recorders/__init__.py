@@ -1,0 +1,1 @@
+from .batch_data import BatchDataRecorder  # noqa: F401

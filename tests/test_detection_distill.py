@@ -1,0 +1,129 @@
+"""DetectionDistill: teacher handling, checkpoint checks, data plumbing, start-up errors."""
+import copy
+
+import pytest
+import torch
+from mmengine.registry import MODELS, init_default_scope
+
+import mmkd  # noqa: F401
+from mmkd.models.algorithms.teacher_checkpoint import TeacherCheckpointError
+from mmkd.registry import MODELS as MMKD_MODELS
+from _toy import PKD_TOY, tiny_batch, tiny_toy_cfg
+
+
+@pytest.fixture(scope='module')
+def pkd_cfg(tmp_path_factory):
+    init_default_scope('mmdet')
+    return tiny_toy_cfg(PKD_TOY, str(tmp_path_factory.mktemp('toy'))).model
+
+
+def build(model_cfg, **changes):
+    cfg = copy.deepcopy(model_cfg)
+    cfg.update(changes)
+    return MODELS.build(cfg)
+
+
+def test_teacher_is_frozen_eval_and_out_of_checkpoints(pkd_cfg):
+    algo = build(pkd_cfg)
+    algo.train()
+    assert not algo.teacher.training and all(not m.training for m in algo.teacher.modules())
+    assert all(not p.requires_grad for p in algo.teacher.parameters())
+    assert not any(k.startswith('teacher.') for k in algo.state_dict())
+    teacher_params = {id(p) for p in algo.teacher.parameters()}
+    assert not teacher_params & {id(p) for p in algo.parameters()}
+    # device/dtype moves still reach the teacher
+    algo.double()
+    assert next(algo.teacher.parameters()).dtype == torch.float64
+    algo.float()
+    # mmrazor's behaviour on request
+    kept = build(pkd_cfg, teacher_in_checkpoint=True)
+    assert any(k.startswith('teacher.') for k in kept.state_dict())
+
+
+def test_step_logs_every_loss_and_teacher_keeps_no_graph(pkd_cfg):
+    algo = build(pkd_cfg)
+    algo.train()
+    batch = tiny_batch(algo)
+    losses = algo(**batch, mode='loss')
+    assert {f'distill.loss_pkd_fpn{i}' for i in range(4)} <= set(losses)
+    assert {'student.loss_cls', 'student.loss_bbox', 'student.loss_dfl'} <= set(losses)
+    values = [t for v in losses.values() for t in (v if isinstance(v, list) else [v])]
+    assert all(torch.isfinite(t).all() for t in values)
+    teacher_feats = algo.distiller.teacher_recorders.get_recorder('fpn').get_record_data()
+    assert all(f.grad_fn is None and not f.requires_grad for f in teacher_feats)
+    assert algo.teacher_stage == 'neck'  # only backbone+neck recorders: the head is skipped
+
+
+def test_teacher_checkpoint_loads_and_bad_ones_are_refused(pkd_cfg, tmp_path):
+    donor = build(pkd_cfg)
+    good = tmp_path / 'teacher.pth'
+    torch.save(dict(state_dict=donor.teacher.state_dict()), good)
+    algo = build(pkd_cfg, teacher_ckpt=str(good))
+    for k, v in donor.teacher.state_dict().items():
+        torch.testing.assert_close(algo.teacher.state_dict()[k], v)
+
+    with pytest.raises(TeacherCheckpointError, match='does not exist.*model.teacher_ckpt'):
+        build(pkd_cfg, teacher_ckpt=str(tmp_path / 'missing.pth'))
+
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(b'not a checkpoint')
+    with pytest.raises(TeacherCheckpointError, match='could not read'):
+        build(pkd_cfg, teacher_ckpt=str(broken))
+
+    # the student's weights are not the teacher's: most keys fail to match and are listed
+    other = tmp_path / 'student_as_teacher.pth'
+    torch.save(dict(state_dict=donor.student.state_dict()), other)
+    with pytest.raises(TeacherCheckpointError, match=r'(?s)does not fit.*only 72 of 368.*missing in file.*backbone.*wrong shape'):
+        build(pkd_cfg, teacher_ckpt=str(other))
+
+
+def test_unknown_recorder_source_names_the_nearest_modules(pkd_cfg):
+    cfg = copy.deepcopy(pkd_cfg)
+    cfg.distiller.student_recorders.fpn.source = 'nek'
+    with pytest.raises(KeyError, match=r"'nek' is not a module of the student.*'neck'"):
+        MODELS.build(cfg)
+
+
+@MMKD_MODELS.register_module(force=True)
+class _GroundTruthProbe(torch.nn.Module):
+    """Records what the distiller hands a GT-aware loss."""
+    seen: dict = {}
+
+    def forward(self, preds_S, batch_gt_instances, batch_img_metas):
+        type(self).seen = dict(gt=batch_gt_instances, metas=batch_img_metas)
+        return preds_S[0].sum() * 0
+
+
+def test_ground_truth_reaches_losses_and_head_recorders_run_the_teacher_head(pkd_cfg):
+    cfg = copy.deepcopy(pkd_cfg)
+    d = cfg.distiller
+    d.student_recorders.update(
+        gt=dict(type='mmkd.BatchData', source='batch_gt_instances'),
+        metas=dict(type='mmkd.BatchData', source='batch_img_metas'))
+    d.teacher_recorders.update(cls=dict(type='mmrazor.ModuleOutputs', source='bbox_head.gfl_cls'))
+    d.distill_losses.update(loss_probe=dict(type='mmkd._GroundTruthProbe'))
+    d.loss_forward_mappings.update(loss_probe=dict(
+        preds_S=dict(from_student=False, recorder='cls'),
+        batch_gt_instances=dict(from_student=True, recorder='gt'),
+        batch_img_metas=dict(from_student=True, recorder='metas')))
+    algo = MODELS.build(cfg)
+    assert algo.teacher_stage == 'head'
+    batch = tiny_batch(algo, num_images=3)
+    algo(**batch, mode='loss')
+    seen = _GroundTruthProbe.seen
+    assert [len(g) for g in seen['gt']] == [2, 2, 0]
+    torch.testing.assert_close(seen['gt'][0].bboxes, batch['data_samples'][0].gt_instances.bboxes)
+    assert seen['metas'][0]['batch_input_shape'] == (64, 64)
+    # the teacher's class head ran once per FPN level
+    assert len(algo.distiller.teacher_recorders.get_recorder('cls').data_buffer) == 5
+
+
+def test_rois_requested_on_a_one_stage_detector_are_refused(pkd_cfg):
+    cfg = copy.deepcopy(pkd_cfg)
+    cfg.distiller.student_recorders.rois = dict(type='mmkd.BatchData', source='rois')
+    cfg.distiller.distill_losses.loss_probe = dict(type='mmkd.PKDLoss')
+    cfg.distiller.loss_forward_mappings.loss_probe = dict(
+        preds_S=dict(from_student=True, recorder='rois'),
+        preds_T=dict(from_student=True, recorder='rois'))
+    with pytest.raises(ValueError, match='one-stage detector.*Faster R-CNN'):
+        MODELS.build(cfg)
