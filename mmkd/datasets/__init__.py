@@ -1,0 +1,2 @@
+from .toy_shapes import TOY_CLASSES, make_toy_shapes  # noqa: F401
+from .toy_shapes import ToyShapesDataset  # noqa: F401

@@ -1,0 +1,1 @@
+from .cpu_distributed import prepare_cpu_distributed  # noqa: F401

@@ -1,0 +1,45 @@
+"""Export the student of a distillation checkpoint as a plain mmdet checkpoint.
+
+    python tools/export_student.py work_dirs/pkd/epoch_12.pth student.pth
+
+The result holds only the student's weights under mmdet's key names (no ``architecture.``
+prefix, no teacher, connectors or optimizer), so mmdet's own config and test loop load it
+without mmkd: ``python mmdet/tools/test.py configs/detectors/gfl_r18_fpn_1x_coco.py student.pth``.
+"""
+import argparse
+import os.path as osp
+from collections import OrderedDict
+
+import torch
+
+import mmkd  # noqa: F401  (allow-lists mmengine's checkpoint types for weights_only loading)
+
+PREFIX = 'architecture.'
+
+
+def export_student(src: str, dst: str) -> int:
+    """Write the student of ``src`` to ``dst``; return the number of tensors written."""
+    checkpoint = torch.load(src, map_location='cpu')
+    state = checkpoint.get('state_dict', checkpoint)
+    student = OrderedDict((k[len(PREFIX):], v) for k, v in state.items() if k.startswith(PREFIX))
+    if not student:
+        raise ValueError(f'{src} has no "{PREFIX}*" weights: it is not a distillation '
+                         'checkpoint (a plain detector checkpoint needs no export).')
+    meta = dict(checkpoint.get('meta', {}))
+    meta = {k: meta[k] for k in ('dataset_meta', 'epoch', 'iter', 'mmengine_version') if k in meta}
+    meta['exported_from'] = osp.abspath(src)
+    torch.save(dict(state_dict=student, meta=meta), dst)
+    return len(student)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser.add_argument('checkpoint', help='distillation training checkpoint')
+    parser.add_argument('out', help='where to write the student checkpoint')
+    args = parser.parse_args()
+    n = export_student(args.checkpoint, args.out)
+    print(f'wrote {n} student tensors to {args.out}')
+
+
+if __name__ == '__main__':
+    main()

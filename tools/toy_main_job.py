@@ -1,0 +1,157 @@
+"""The main job on the built-in data set: teacher, baseline student, distilled students, mAP.
+
+    python tools/toy_main_job.py [--methods pkd ...] [--work-dir work_dirs/toy]
+
+For each method ``m`` it runs ``configs/toy/m_*_toy.py``. Everything goes through the user's
+tools: ``tools/train.py`` trains, ``tools/test.py`` evaluates. The teacher of each detector
+family is trained once and cached (``work_dirs/toy/teacher_<config>.pth``, retrained when its
+config changes); the baseline student of each family trains with the same schedule as the
+distilled ones. The table gives COCO AP/AP50/AP75 on the toy validation split and the
+training time of each model; it is also written as Markdown to ``<work-dir>/results.md``.
+"""
+import argparse
+import glob
+import hashlib
+import json
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+METRIC_RE = re.compile(r'coco/bbox_mAP(_50|_75)?: (-?[\d.]+)')
+
+
+def run(cmd: List[str], log_file: str) -> float:
+    """Run a tool, its output to ``log_file``; return wall time; fail loudly with the log tail."""
+    start = time.time()
+    with open(log_file, 'w') as log:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        with open(log_file) as log:
+            tail = ''.join(log.readlines()[-40:])
+        raise RuntimeError(f'{" ".join(cmd)} failed (exit {proc.returncode}); end of '
+                           f'{log_file}:\n{tail}')
+    return time.time() - start
+
+
+def train(config: str, work_dir: str) -> float:
+    os.makedirs(work_dir, exist_ok=True)
+    print(f'  training {osp.relpath(config, REPO)} ...', flush=True)
+    return run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir],
+               osp.join(work_dir, 'train.log'))
+
+
+def last_checkpoint(work_dir: str) -> str:
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def evaluate(config: str, checkpoint: str, work_dir: str) -> Dict[str, float]:
+    log_file = osp.join(work_dir, 'test.log')
+    run([sys.executable, 'tools/test.py', config, checkpoint, '--work-dir',
+         osp.join(work_dir, 'test')], log_file)
+    with open(log_file) as f:
+        found = METRIC_RE.findall(f.read())
+    if not found:
+        raise RuntimeError(f'no COCO metrics in {log_file}')
+    metrics = {('AP' + suffix.replace('_', '')): float(v) * 100 for suffix, v in found}
+    return metrics
+
+
+def config_digest(config: str) -> str:
+    return hashlib.sha1(Config.fromfile(config).pretty_text.encode()).hexdigest()[:12]
+
+
+def ensure_teacher(teacher_ckpt: str, work_root: str, rows: Dict) -> None:
+    """Train the teacher whose cache file is ``teacher_ckpt`` unless a current one exists."""
+    stem = osp.basename(teacher_ckpt)[len('teacher_'):-len('.pth')]
+    config = osp.join(REPO, 'configs', 'toy', stem + '.py')
+    if stem in rows:
+        return
+    digest = config_digest(config)
+    stamp = teacher_ckpt + '.json'
+    ckpt_path = osp.join(REPO, teacher_ckpt)
+    work_dir = osp.join(work_root, 'teacher_' + stem)
+    info: Optional[dict] = None
+    if osp.isfile(ckpt_path) and osp.isfile(osp.join(REPO, stamp)):
+        with open(osp.join(REPO, stamp)) as f:
+            info = json.load(f)
+        if info.get('config_digest') != digest:
+            info = None
+    if info is None:
+        seconds = train(config, work_dir)
+        shutil.copy(last_checkpoint(work_dir), ckpt_path)
+        info = dict(config_digest=digest, train_seconds=seconds)
+        with open(osp.join(REPO, stamp), 'w') as f:
+            json.dump(info, f)
+        cached = False
+    else:
+        print(f'  teacher {stem}: cached ({teacher_ckpt})', flush=True)
+        cached = True
+    metrics = evaluate(config, ckpt_path, work_dir)
+    rows[stem] = dict(role='teacher', config=config, time=info['train_seconds'], cached=cached,
+                      **metrics)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--methods', nargs='+', default=['pkd'],
+                        help='methods to distil with, e.g. pkd cwd fgd (configs/toy/<m>_*_toy.py)')
+    parser.add_argument('--work-dir', default='work_dirs/toy')
+    args = parser.parse_args()
+    work_root = osp.join(REPO, args.work_dir)
+    os.makedirs(work_root, exist_ok=True)
+    job_start = time.time()
+
+    configs = []
+    for method in args.methods:
+        found = sorted(glob.glob(osp.join(REPO, 'configs', 'toy', f'{method}_*_toy.py')))
+        if not found:
+            known = sorted({osp.basename(p).split('_')[0]
+                            for p in glob.glob(osp.join(REPO, 'configs', 'toy', '*_toy.py'))})
+            raise SystemExit(f'no toy config for method {method!r}; known: {known}')
+        configs += [(method, c) for c in found]
+
+    rows: Dict[str, dict] = {}
+    for method, config in configs:
+        cfg = Config.fromfile(config)
+        print(f'[{method}] {osp.relpath(config, REPO)}', flush=True)
+        ensure_teacher(cfg.model.teacher_ckpt, work_root, rows)
+        student_stem = osp.splitext(osp.basename(cfg.model.architecture.cfg_path))[0] + '_toy'
+        if student_stem not in rows:
+            baseline = osp.join(REPO, 'configs', 'toy', student_stem + '.py')
+            work_dir = osp.join(work_root, 'baseline_' + student_stem)
+            seconds = train(baseline, work_dir)
+            rows[student_stem] = dict(role='baseline', config=baseline, time=seconds,
+                                      **evaluate(baseline, last_checkpoint(work_dir), work_dir))
+        name = osp.splitext(osp.basename(config))[0]
+        work_dir = osp.join(work_root, name)
+        seconds = train(config, work_dir)
+        rows[name] = dict(role=method, config=config, time=seconds,
+                          **evaluate(config, last_checkpoint(work_dir), work_dir))
+
+    header = '| model | role | AP | AP50 | AP75 | train time |'
+    lines = [header, '|---|---|---|---|---|---|']
+    for name, r in rows.items():
+        when = f"{r['time'] / 60:.1f} min" + (' (cached)' if r.get('cached') else '')
+        lines.append(f"| {name} | {r['role']} | {r['AP']:.1f} | {r['AP50']:.1f} | "
+                     f"{r['AP75']:.1f} | {when} |")
+    table = '\n'.join(lines)
+    with open(osp.join(work_root, 'results.md'), 'w') as f:
+        f.write(table + '\n')
+    with open(osp.join(work_root, 'results.json'), 'w') as f:
+        json.dump(rows, f, indent=1)
+    print('\nCOCO box mAP on the Toy Shapes validation split (100 images):\n' + table)
+    print(f'\nwhole job: {(time.time() - job_start) / 60:.1f} min; table in '
+          f'{osp.relpath(work_root, REPO)}/results.md')
+
+
+if __name__ == '__main__':
+    main()
