@@ -135,9 +135,10 @@ class DetectionDistill(SingleTeacherDistill):
         if self.teacher_stage == 'head':
             if hasattr(self.teacher, 'roi_head'):
                 rpn = self.teacher.rpn_head.predict(feats, data_samples, rescale=False)
-                self.teacher.roi_head.forward(feats, rpn, data_samples)
+                # called as modules (not `.forward`) so that recorders hooked on them fire
+                self.teacher.roi_head(feats, rpn, data_samples)
             else:
-                self.teacher.bbox_head.forward(feats)
+                self.teacher.bbox_head(feats)
         return feats
 
     # ----------------------------------------------------------------- student RoIs
