@@ -127,3 +127,18 @@ def test_rois_requested_on_a_one_stage_detector_are_refused(pkd_cfg):
         preds_T=dict(from_student=True, recorder='rois'))
     with pytest.raises(ValueError, match='one-stage detector.*Faster R-CNN'):
         MODELS.build(cfg)
+
+
+def test_inheriting_strategy_survives_init_weights(pkd_cfg, tmp_path):
+    donor = build(pkd_cfg)
+    torch.nn.init.normal_(donor.teacher.bbox_head.gfl_cls.weight, 3.0)
+    ckpt = tmp_path / 'teacher.pth'
+    torch.save(dict(state_dict=donor.teacher.state_dict()), ckpt)
+    algo = build(pkd_cfg, teacher_ckpt=str(ckpt), inherit_from_teacher=['bbox_head'])
+    algo.init_weights()  # what the runner does before training
+    for k, v in donor.teacher.bbox_head.state_dict().items():
+        torch.testing.assert_close(algo.student.bbox_head.state_dict()[k], v)
+    # the student's backbone is its own
+    assert not torch.equal(algo.student.backbone.conv1.weight, algo.teacher.backbone.conv1.weight)
+    with pytest.raises(ValueError, match=r'neck\.lateral_convs.*inherit only'):
+        build(pkd_cfg, inherit_from_teacher=['neck'])

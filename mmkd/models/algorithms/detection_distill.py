@@ -1,7 +1,7 @@
 """The detection distillation algorithm: one frozen teacher, one mmdet student."""
 import warnings
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 from mmengine.structures import BaseDataElement
@@ -47,6 +47,10 @@ class DetectionDistill(SingleTeacherDistill):
             recorder is under ``backbone``/``neck``, else ``'head'``).
         teacher_in_checkpoint (bool): keep the teacher as a sub-module so that it is written
             into checkpoints (mmrazor's behaviour). Defaults to False.
+        inherit_from_teacher (Sequence[str]): the "inheriting strategy" of FGD/MGD: student
+            sub-modules (e.g. ``('bbox_head', )``, ``('rpn_head', 'roi_head')``) that start from
+            the teacher's weights. Applied after ``init_weights()`` too, so mmdet's weight
+            initialisation cannot undo it (FGD issue #48). Shapes must match.
     """
 
     def __init__(self,
@@ -57,6 +61,7 @@ class DetectionDistill(SingleTeacherDistill):
                  teacher_stage: str = 'auto',
                  teacher_in_checkpoint: bool = False,
                  teacher_trainable: bool = False,
+                 inherit_from_teacher: Sequence[str] = (),
                  **kwargs) -> None:
         if teacher_trainable:
             raise ValueError('DetectionDistill keeps the teacher frozen; use mmrazor\'s '
@@ -83,6 +88,9 @@ class DetectionDistill(SingleTeacherDistill):
         if not teacher_in_checkpoint:
             # a plain attribute: out of state_dict(), parameters(), DDP; moved by _apply below
             object.__setattr__(self, 'teacher', self._modules.pop('teacher'))
+
+        self.inherit_from_teacher = tuple(inherit_from_teacher)
+        self._inherit_teacher_weights()
 
         self.teacher_stage = self._resolve_teacher_stage(teacher_stage)
         self.needed_batch_data = self.distiller.needed_batch_data() if hasattr(
@@ -113,6 +121,31 @@ class DetectionDistill(SingleTeacherDistill):
                 continue
             return 'head'
         return 'neck'
+
+    def _inherit_teacher_weights(self) -> None:
+        """Copy the teacher's weights of ``inherit_from_teacher`` into the student."""
+        if not self.inherit_from_teacher:
+            return
+        teacher_state = self.teacher.state_dict()
+        student_state = self.student.state_dict()
+        copied = {}
+        for prefix in self.inherit_from_teacher:
+            keys = [k for k in student_state if k.startswith(prefix + '.')]
+            if not keys:
+                raise KeyError(f'inherit_from_teacher: the student has no sub-module {prefix!r}.')
+            for k in keys:
+                if k not in teacher_state or teacher_state[k].shape != student_state[k].shape:
+                    have = tuple(teacher_state[k].shape) if k in teacher_state else 'missing'
+                    raise ValueError(
+                        f'inherit_from_teacher={self.inherit_from_teacher}: {k} is '
+                        f'{tuple(student_state[k].shape)} in the student but {have} in the '
+                        'teacher; inherit only sub-modules that have the same shape in both.')
+                copied[k] = teacher_state[k]
+        self.student.load_state_dict(copied, strict=False)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        self._inherit_teacher_weights()  # after mmdet's init, which would overwrite it
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
