@@ -1,0 +1,312 @@
+"""Plain re-computations of the distillation formulas, written like the official code.
+
+Used by ``tests/test_loss_*.py`` and ``tools/benchmark_losses.py`` as the reference the mmkd
+losses are checked (values and gradients) and timed against. Everything here loops per image
+and per box, as the official implementations do, and never calls mmkd helpers: the only thing
+taken from an mmkd module is its parameters (passed in as tensors). Each function names the
+official file it follows and the deliberate mmkd difference it encodes (if any).
+"""
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _boxes(inst) -> Tensor:
+    boxes = getattr(inst, 'bboxes', inst)
+    return getattr(boxes, 'tensor', boxes)
+
+
+# --------------------------------------------------------------------------------------- CWD
+def cwd_oracle(preds_S: Tensor, preds_T: Tensor, tau: float = 1.0, loss_weight: float = 1.0,
+               form: str = 'kl') -> Tensor:
+    """mmrazor ``losses/cwd.py`` L25-51 (kl) / mmdetection-distiller ``cwd.py`` L42-55 (ce)."""
+    N, C, H, W = preds_S.shape
+    softmax_pred_T = F.softmax(preds_T.reshape(-1, W * H) / tau, dim=1)
+    logsoftmax = torch.nn.LogSoftmax(dim=1)
+    if form == 'kl':
+        loss = torch.sum(softmax_pred_T * logsoftmax(preds_T.reshape(-1, W * H) / tau) -
+                         softmax_pred_T * logsoftmax(preds_S.reshape(-1, W * H) / tau)) * tau**2
+    else:
+        loss = torch.sum(-softmax_pred_T * logsoftmax(preds_S.reshape(-1, W * H) / tau)) * tau**2
+    return loss_weight * loss / (C * N)
+
+
+# --------------------------------------------------------------------------------------- FGD
+def gcblock_oracle(x: Tensor, p: Dict[str, Tensor]) -> Tensor:
+    """FGD ``spatial_pool`` + ``channel_add_conv`` (fgd.py L170-213) with given parameters.
+
+    ``p`` holds ``conv_mask.weight/bias``, ``channel_add_conv.{0,1,3}.weight/bias``
+    (the keys of ``GcBlock.state_dict()``).
+    """
+    batch, channel, height, width = x.size()
+    input_x = x.view(batch, channel, height * width).unsqueeze(1)
+    context_mask = F.conv2d(x, p['conv_mask.weight'], p['conv_mask.bias'])
+    context_mask = F.softmax(context_mask.view(batch, 1, height * width), dim=2).unsqueeze(-1)
+    context = torch.matmul(input_x, context_mask).view(batch, channel, 1, 1)
+    y = F.conv2d(context, p['channel_add_conv.0.weight'], p['channel_add_conv.0.bias'])
+    y = F.layer_norm(y, y.shape[1:], p['channel_add_conv.1.weight'], p['channel_add_conv.1.bias'])
+    y = F.relu(y)
+    y = F.conv2d(y, p['channel_add_conv.3.weight'], p['channel_add_conv.3.bias'])
+    return x + y
+
+
+def fgd_attention_oracle(preds: Tensor, temp: float):
+    """fgd.py L120-133."""
+    N, C, H, W = preds.shape
+    value = torch.abs(preds)
+    fea_map = value.mean(axis=1, keepdim=True)
+    S_attention = (H * W * F.softmax((fea_map / temp).view(N, -1), dim=1)).view(N, H, W)
+    channel_map = value.mean(axis=2, keepdim=False).mean(axis=2, keepdim=False)
+    C_attention = C * F.softmax(channel_map / temp, dim=1)
+    return S_attention, C_attention
+
+
+def fgd_masks_oracle(gt_bboxes: Sequence[Tensor], img_metas: Sequence[dict], N: int, H: int,
+                     W: int, shape_key: str = 'img_shape'):
+    """fgd.py L83-106 (current master: rows = h range, cols = w range), one box at a time.
+
+    mmkd difference encoded here: a slice start below 0 is cut at 0 and a slice end <= 0 fills
+    nothing (Python would count negative indices from the far end).
+    """
+    Mask_fg = torch.zeros(N, H, W)
+    Mask_bg = torch.ones(N, H, W)
+    for i in range(N):
+        boxes = gt_bboxes[i].float()
+        img_h, img_w = img_metas[i][shape_key][0], img_metas[i][shape_key][1]
+        new_boxxes = torch.ones_like(boxes)
+        new_boxxes[:, 0] = boxes[:, 0] / img_w * W
+        new_boxxes[:, 2] = boxes[:, 2] / img_w * W
+        new_boxxes[:, 1] = boxes[:, 1] / img_h * H
+        new_boxxes[:, 3] = boxes[:, 3] / img_h * H
+        wmin = torch.floor(new_boxxes[:, 0]).int()
+        wmax = torch.ceil(new_boxxes[:, 2]).int()
+        hmin = torch.floor(new_boxxes[:, 1]).int()
+        hmax = torch.ceil(new_boxxes[:, 3]).int()
+        area = 1.0 / (hmax.view(1, -1) + 1 - hmin.view(1, -1)) / \
+            (wmax.view(1, -1) + 1 - wmin.view(1, -1))
+        for j in range(len(boxes)):
+            h0, h1 = max(int(hmin[j]), 0), max(int(hmax[j]) + 1, 0)
+            w0, w1 = max(int(wmin[j]), 0), max(int(wmax[j]) + 1, 0)
+            Mask_fg[i][h0:h1, w0:w1] = torch.maximum(Mask_fg[i][h0:h1, w0:w1], area[0][j])
+        Mask_bg[i] = torch.where(Mask_fg[i] > 0, 0, 1)
+        if torch.sum(Mask_bg[i]):
+            Mask_bg[i] /= torch.sum(Mask_bg[i])
+    return Mask_fg, Mask_bg
+
+
+def fgd_oracle(preds_S: Tensor, preds_T: Tensor, gt_bboxes: Sequence, img_metas: Sequence[dict],
+               params: Dict[str, Tensor], temp: float = 0.5, alpha: float = 1e-3,
+               beta: float = 5e-4, gamma: float = 1e-3, lam: float = 5e-6,
+               box_scale: str = 'padded') -> Dict[str, Tensor]:
+    """yzd-v/FGD ``FeatureLoss.forward`` (fgd.py L58-117) with the terms returned separately.
+
+    ``params``: ``FGDLoss.state_dict()``-style tensors (``align.*`` optional, ``gc_s.*``,
+    ``gc_t.*``). ``box_scale='padded'`` scales boxes by ``batch_input_shape``.
+    """
+    gt_bboxes = [_boxes(b) for b in gt_bboxes]
+    if 'align.weight' in params:
+        preds_S = F.conv2d(preds_S, params['align.weight'], params['align.bias'])
+    N, C, H, W = preds_S.shape
+    S_attention_t, C_attention_t = fgd_attention_oracle(preds_T, temp)
+    S_attention_s, C_attention_s = fgd_attention_oracle(preds_S, temp)
+    key = 'batch_input_shape' if box_scale == 'padded' else 'img_shape'
+    Mask_fg, Mask_bg = fgd_masks_oracle(gt_bboxes, img_metas, N, H, W, key)
+
+    # get_fea_loss, L136-160
+    loss_mse = torch.nn.MSELoss(reduction='sum')
+    Mask_fg, Mask_bg = Mask_fg.unsqueeze(dim=1), Mask_bg.unsqueeze(dim=1)
+    C_t = C_attention_t.unsqueeze(dim=-1).unsqueeze(dim=-1)
+    S_t = S_attention_t.unsqueeze(dim=1)
+    fea_t = torch.mul(torch.mul(preds_T, torch.sqrt(S_t)), torch.sqrt(C_t))
+    fg_fea_t = torch.mul(fea_t, torch.sqrt(Mask_fg))
+    bg_fea_t = torch.mul(fea_t, torch.sqrt(Mask_bg))
+    fea_s = torch.mul(torch.mul(preds_S, torch.sqrt(S_t)), torch.sqrt(C_t))
+    fg_fea_s = torch.mul(fea_s, torch.sqrt(Mask_fg))
+    bg_fea_s = torch.mul(fea_s, torch.sqrt(Mask_bg))
+    fg_loss = loss_mse(fg_fea_s, fg_fea_t) / len(Mask_fg)
+    bg_loss = loss_mse(bg_fea_s, bg_fea_t) / len(Mask_bg)
+
+    # get_mask_loss, L163-167
+    mask_loss = torch.sum(torch.abs(C_attention_s - C_attention_t)) / len(C_attention_s) + \
+        torch.sum(torch.abs(S_attention_s - S_attention_t)) / len(S_attention_s)
+
+    # get_rela_loss, L197-213
+    gc_s = {k[len('gc_s.'):]: v for k, v in params.items() if k.startswith('gc_s.')}
+    gc_t = {k[len('gc_t.'):]: v for k, v in params.items() if k.startswith('gc_t.')}
+    rela_loss = loss_mse(gcblock_oracle(preds_S, gc_s), gcblock_oracle(preds_T, gc_t)) / N
+
+    return {
+        'fg': alpha * fg_loss,
+        'bg': beta * bg_loss,
+        'mask': gamma * mask_loss,
+        'global': lam * rela_loss
+    }
+
+
+# --------------------------------------------------------------------------------------- MGD
+def mgd_oracle(preds_S: Tensor, preds_T: Tensor, mat: Tensor, params: Dict[str, Tensor],
+               alpha_mgd: float = 2e-5) -> Tensor:
+    """yzd-v/MGD det ``mgd.py`` L48-71 with the 0/1 keep-mask ``mat`` given.
+
+    ``params``: ``MGDConnector.state_dict()`` tensors (``align.*`` optional, ``generation.*``).
+    """
+    if 'align.weight' in params:
+        preds_S = F.conv2d(preds_S, params['align.weight'], params['align.bias'])
+    N, C, H, W = preds_T.shape
+    masked_fea = torch.mul(preds_S, mat)
+    x = F.conv2d(masked_fea, params['generation.0.weight'], params['generation.0.bias'], padding=1)
+    x = F.relu(x)
+    new_fea = F.conv2d(x, params['generation.2.weight'], params['generation.2.bias'], padding=1)
+    dis_loss = torch.nn.MSELoss(reduction='sum')(new_fea, preds_T) / N
+    return dis_loss * alpha_mgd
+
+
+# ------------------------------------------------------------------------------------ DeFeat
+def defeat_masks_oracle(gt_bboxes: Sequence[Tensor], featmap_sizes, strides,
+                        finest_scale: float = 56.) -> List[Tensor]:
+    """DeFeat ``anchor_head.py`` ``_map_roi_levels`` L168-173 + ``get_gt_mask`` L262-297.
+
+    mmkd differences encoded here: the single pixel of a degenerate box is skipped when it is
+    outside the map (official: IndexError); a negative slice end fills nothing.
+    """
+    mask_batch = []
+    for batch in range(len(gt_bboxes)):
+        boxes = gt_bboxes[batch].float()
+        scale = torch.sqrt((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1))
+        target_lvls = torch.floor(torch.log2(scale / finest_scale + 1e-6))
+        target_lvls = target_lvls.clamp(min=0, max=len(featmap_sizes) - 1).long()
+        mask_level = []
+        for level in range(len(featmap_sizes)):
+            gt_level = boxes[target_lvls == level]
+            h, w = int(featmap_sizes[level][0]), int(featmap_sizes[level][1])
+            mask_per_img = torch.zeros([h, w], dtype=torch.double)
+            for ins in range(gt_level.shape[0]):
+                gt_level_map = gt_level[ins] / strides[level]
+                lx = max(int(gt_level_map[0]), 0)
+                rx = min(int(gt_level_map[2]), w)
+                ly = max(int(gt_level_map[1]), 0)
+                ry = min(int(gt_level_map[3]), h)
+                if (lx == rx) or (ly == ry):
+                    if ly < h and lx < w:
+                        mask_per_img[ly, lx] += 1
+                else:
+                    mask_per_img[ly:max(ry, 0), lx:max(rx, 0)] += 1
+            mask_level.append((mask_per_img > 0).double())
+        mask_batch.append(mask_level)
+    return [torch.stack([mask_batch[b][lvl] for b in range(len(mask_batch))])
+            for lvl in range(len(featmap_sizes))]
+
+
+def defeat_oracle(neck_feat: Sequence[Tensor], neck_feat_t: Sequence[Tensor], gt_bboxes,
+                  params: Dict[str, Tensor], strides=(4, 8, 16, 32, 64), hint_neck_w: float = 3.,
+                  hint_neck_back_w: float = 12.) -> Dict[str, Tensor]:
+    """DeFeat ``apis/train.py`` L299-347 (neck-adapt, neck-decouple, pixel-wise).
+
+    ``params``: adapter tensors ``adapt.convs.{i}.weight/bias`` (omit for no adaptation).
+    """
+    gt_bboxes = [_boxes(b) for b in gt_bboxes]
+    neck_mask_batch = defeat_masks_oracle(gt_bboxes, [f.shape[-2:] for f in neck_feat], strides)
+    losskd_neck = torch.zeros(1)
+    losskd_neck_back = torch.zeros(1)
+    for i, _neck_feat in enumerate(neck_feat):
+        mask_hint = neck_mask_batch[i].float()
+        mask_hint = mask_hint.unsqueeze(1).repeat(1, neck_feat_t[i].size(1), 1, 1)
+        norms = max(1.0, mask_hint.double().sum().item() * 2)
+        if f'adapt.convs.{i}.weight' in params:
+            neck_feat_adapt = F.conv2d(_neck_feat, params[f'adapt.convs.{i}.weight'],
+                                       params[f'adapt.convs.{i}.bias'], padding=1)
+        else:
+            neck_feat_adapt = _neck_feat
+        norms_back = max(1.0, (1 - mask_hint).double().sum().item() * 2)
+        losskd_neck_back = losskd_neck_back + (torch.pow(neck_feat_adapt - neck_feat_t[i], 2) *
+                                               (1 - mask_hint)).sum() / norms_back
+        losskd_neck = losskd_neck + (torch.pow(neck_feat_adapt - neck_feat_t[i], 2) *
+                                     mask_hint).sum() / norms
+    losskd_neck = losskd_neck / len(neck_feat) * hint_neck_w
+    losskd_neck_back = losskd_neck_back / len(neck_feat) * hint_neck_back_w
+    return {'fg': losskd_neck[0], 'bg': losskd_neck_back[0]}
+
+
+# ---------------------------------------------------------------------------------- ReviewKD
+def abf_oracle(feats: Sequence[Tensor], params: Dict[str, Tensor]) -> List[Tensor]:
+    """ReviewKD ``kd_trans.py`` L5-65 (ABF + review order) with given parameters.
+
+    ``params``: ``ABFConnector.state_dict()`` tensors (``abfs.{i}.conv1.0.weight``, BN
+    ``conv1.1.*``, ``conv2.{0,1}.*``, ``att_conv.0.*``). BN in training mode on copies of the
+    running statistics.
+    """
+    def bn(x, prefix):
+        return F.batch_norm(x, params[prefix + 'running_mean'].clone(),
+                            params[prefix + 'running_var'].clone(), params[prefix + 'weight'],
+                            params[prefix + 'bias'], training=True, momentum=0.1, eps=1e-5)
+
+    def abf(i, x, y=None):
+        n, _, h, w = x.shape
+        p = f'abfs.{i}.'
+        x = bn(F.conv2d(x, params[p + 'conv1.0.weight']), p + 'conv1.1.')
+        if p + 'att_conv.0.weight' in params:
+            y = F.interpolate(y, (h, w), mode='nearest')
+            z = torch.cat([x, y], dim=1)
+            z = torch.sigmoid(F.conv2d(z, params[p + 'att_conv.0.weight'],
+                                       params[p + 'att_conv.0.bias']))
+            x = (x * z[:, 0].view(n, 1, h, w) + y * z[:, 1].view(n, 1, h, w))
+        y = bn(F.conv2d(x, params[p + 'conv2.0.weight'], padding=1), p + 'conv2.1.')
+        return y, x
+
+    L = len(feats)
+    x = feats[::-1]
+    results = []
+    out_features, res_features = abf(L - 1, x[0])
+    results.append(out_features)
+    for k, features in enumerate(x[1:]):
+        out_features, res_features = abf(L - 2 - k, features, res_features)
+        results.insert(0, out_features)
+    return results
+
+
+def hcl_oracle(fstudent: Sequence[Tensor], fteacher: Sequence[Tensor],
+               loss_weight: float = 1.0) -> Tensor:
+    """ReviewKD ``kd_trans.py`` L75-92."""
+    loss_all = 0.0
+    for fs, ft in zip(fstudent, fteacher):
+        n, c, h, w = fs.shape
+        loss = F.mse_loss(fs, ft, reduction='mean')
+        cnt = 1.0
+        tot = 1.0
+        for l in [4, 2, 1]:  # noqa: E741
+            if l >= h:
+                continue
+            tmpfs = F.adaptive_avg_pool2d(fs, (l, l))
+            tmpft = F.adaptive_avg_pool2d(ft, (l, l))
+            cnt /= 2.0
+            loss += F.mse_loss(tmpfs, tmpft, reduction='mean') * cnt
+            tot += cnt
+        loss = loss / tot
+        loss_all = loss_all + loss
+    return loss_all * loss_weight
+
+
+# ---------------------------------------------------------------------------------- helpers
+def random_boxes(num: int, img_h: float, img_w: float, gen: torch.Generator,
+                 min_size: float = 2.0) -> Tensor:
+    """``num`` random x1y1x2y2 boxes inside an ``img_h x img_w`` image (float32)."""
+    if num == 0:
+        return torch.zeros((0, 4))
+    x1 = torch.rand(num, generator=gen) * (img_w - min_size)
+    y1 = torch.rand(num, generator=gen) * (img_h - min_size)
+    bw = min_size + torch.rand(num, generator=gen) * (img_w - x1 - min_size)
+    bh = min_size + torch.rand(num, generator=gen) * (img_h - y1 - min_size)
+    # bias toward small boxes (as in COCO)
+    shrink = torch.rand(num, generator=gen).pow(2)
+    return torch.stack([x1, y1, x1 + bw * shrink + 1, y1 + bh * shrink + 1], dim=1)
+
+
+def rel_err(a: Tensor, b: Tensor) -> float:
+    """max |a - b| / max(max |b|, tiny)."""
+    a, b = a.detach().double(), b.detach().double()
+    return (a - b).abs().max().item() / max(b.abs().max().item(), 1e-30)
+
+
+__all__ = [name for name in dir() if name.endswith('_oracle')] + ['random_boxes', 'rel_err']
