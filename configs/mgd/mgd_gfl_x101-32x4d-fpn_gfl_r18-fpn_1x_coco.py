@@ -1,0 +1,25 @@
+# MGD (Yang et al., ECCV 2022) on GFL: masked generative distillation of FPN levels P3-P7 with
+# the official one-stage settings (yzd-v/MGD det configs, RetinaNet/RepPoints): alpha 2e-5,
+# lambda (mask ratio) 0.65, and the inheriting strategy (student head from the teacher).
+_base_ = ['../_base_/distill/gfl_x101-32x4d_gfl_r18_1x_coco.py']
+
+fpn_levels = [0, 1, 2, 3, 4]
+model = dict(
+    inherit_from_teacher=['bbox_head'],
+    distiller=dict(
+        student_recorders=dict(fpn=dict(type='mmrazor.ModuleOutputs', source='neck')),
+        teacher_recorders=dict(fpn=dict(type='mmrazor.ModuleOutputs', source='neck')),
+        connectors={
+            f'mgd_fpn{i}': dict(type='mmkd.MGDConnector', student_channels=256,
+                                teacher_channels=256, lambda_mgd=0.65)
+            for i in fpn_levels
+        },
+        distill_losses={f'loss_mgd_fpn{i}': dict(type='mmkd.MGDLoss', alpha_mgd=2e-5)
+                        for i in fpn_levels},
+        loss_forward_mappings={
+            f'loss_mgd_fpn{i}': dict(
+                preds_S=dict(from_student=True, recorder='fpn', data_idx=i,
+                             connector=f'mgd_fpn{i}'),
+                preds_T=dict(from_student=False, recorder='fpn', data_idx=i))
+            for i in fpn_levels
+        }))
