@@ -5,6 +5,8 @@
 #   MMKD_VENV         where the venv lives               (default: <repo>/.venv)
 #   MMKD_WHEEL_CACHE  where the built mmcv wheel is kept (default: ~/.cache/mmkd/wheels)
 #   MMKD_TORCH        torch requirement when none is installed (default: torch==2.13.0)
+#   MMKD_SYSTEM_SITE  1: the venv sees the system site-packages, so a torch (e.g. a CUDA build)
+#                     installed there is kept instead of installing the pinned one
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${MMKD_VENV:-$repo/.venv}
@@ -15,7 +17,11 @@ log() { printf '[setup_env] %s\n' "$*"; }
 
 if [ ! -x "$venv/bin/python" ]; then
   log "creating $venv"
-  python3 -m venv "$venv"
+  if [ "${MMKD_SYSTEM_SITE:-0}" = 1 ]; then
+    python3 -m venv --system-site-packages "$venv"
+  else
+    python3 -m venv "$venv"
+  fi
 fi
 py="$venv/bin/python"
 pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
