@@ -1,7 +1,9 @@
 # Baseline student on Toy Shapes: Faster R-CNN R18
 # (configs/detectors/faster-rcnn_r18_fpn_1x_coco.py) with the toy data, image size and schedule.
-_base_ = ['../detectors/faster-rcnn_r18_fpn_1x_coco.py', './_base_/toy_shapes.py']
+_base_ = ['../detectors/faster-rcnn_r18_fpn_1x_coco.py', './_base_/toy_shapes.py',
+    './_base_/toy_two_stage.py']
 model = dict(
+    **_base_.toy_rpn_rcnn,
     backbone=_base_.toy_backbone,
     roi_head=dict(bbox_head=dict(num_classes=len(_base_.toy_classes))))
 

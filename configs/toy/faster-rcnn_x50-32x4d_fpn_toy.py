@@ -1,7 +1,9 @@
 # Teacher on Toy Shapes: the Faster R-CNN ResNeXt-101 (32x4d) teacher config with depth 50 for
 # CPU time, the toy data, image size and a longer schedule (a teacher should beat the student).
-_base_ = ['../detectors/faster-rcnn_x101-32x4d_fpn_1x_coco.py', './_base_/toy_shapes.py']
+_base_ = ['../detectors/faster-rcnn_x101-32x4d_fpn_1x_coco.py', './_base_/toy_shapes.py',
+    './_base_/toy_two_stage.py']
 model = dict(
+    **_base_.toy_rpn_rcnn,
     backbone=dict(depth=50, **_base_.toy_backbone),
     roi_head=dict(bbox_head=dict(num_classes=len(_base_.toy_classes))))
 

@@ -4,14 +4,17 @@
 # tools/toy_main_job.py.
 _base_ = [
     '../reviewkd/reviewkd_faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py',
-    './_base_/toy_shapes.py'
+    './_base_/toy_shapes.py',
+    './_base_/toy_two_stage.py'
 ]
 num_classes = len(_base_.toy_classes)
 model = dict(
     architecture=dict(
+        **_base_.toy_rpn_rcnn,
         backbone=_base_.toy_backbone,
         roi_head=dict(bbox_head=dict(num_classes=num_classes))),
     teacher=dict(
+        **_base_.toy_rpn_rcnn,
         backbone=dict(depth=50, **_base_.toy_backbone),
         roi_head=dict(bbox_head=dict(num_classes=num_classes))),
     teacher_ckpt='work_dirs/toy/teacher_faster-rcnn_x50-32x4d_fpn_toy.pth')
