@@ -7,7 +7,8 @@ tools: ``tools/train.py`` trains, ``tools/test.py`` evaluates. The teacher of ea
 family is trained once and cached (``work_dirs/toy/teacher_<config>.pth``, retrained when its
 config changes); the baseline student of each family trains with the same schedule as the
 distilled ones. The table gives COCO AP/AP50/AP75 on the toy validation split and the
-training time of each model; it is also written as Markdown to ``<work-dir>/results.md``.
+training time of each model; it is also written as Markdown to ``<work-dir>/results.md`` and as
+a bar chart to ``<work-dir>/results.png``.
 """
 import argparse
 import glob
@@ -148,6 +149,12 @@ def main() -> None:
         f.write(table + '\n')
     with open(osp.join(work_root, 'results.json'), 'w') as f:
         json.dump(rows, f, indent=1)
+    # the same table as a bar chart; the table is saved above, so a plotting failure only warns
+    try:
+        from mmkd.visualization.results_chart import plot_results
+        plot_results(rows, osp.join(work_root, 'results.png'))
+    except Exception as err:  # noqa: BLE001
+        print(f'warning: no results.png ({type(err).__name__}: {err})')
     print('\nCOCO box mAP on the Toy Shapes validation split (100 images):\n' + table)
     print(f'\nwhole job: {(time.time() - job_start) / 60:.1f} min; table in '
           f'{osp.relpath(work_root, REPO)}/results.md')
