@@ -17,6 +17,7 @@ import numpy as np
 from mmdet.datasets import CocoDataset
 
 from mmkd.registry import DATASETS
+from .checked_coco import CheckedBoxesMixin
 
 TOY_CLASSES = ('circle', 'square', 'triangle', 'cross')
 #: bump when the generator changes, so stale copies on disk are rewritten
@@ -132,8 +133,10 @@ def make_toy_shapes(root: str = 'data/toy_shapes', num_train: int = 400, num_val
 
 
 @DATASETS.register_module()
-class ToyShapesDataset(CocoDataset):
+class ToyShapesDataset(CheckedBoxesMixin, CocoDataset):
     """``CocoDataset`` over Toy Shapes; writes the files on first use.
+
+    Ground-truth boxes are checked as in :class:`mmkd.CheckedCocoDataset` (``bad_boxes``).
 
     Args:
         toy_cfg (dict): arguments of :func:`make_toy_shapes` other than ``root`` (which is

@@ -11,6 +11,7 @@ from torch import nn
 
 from mmkd.registry import MODELS
 from .model_cfg import expand_model_cfg
+from .startup_checks import run_startup_checks
 from .teacher_checkpoint import load_teacher_checkpoint
 
 #: BatchData sources that need the student's sampled RoIs (two-stage detectors)
@@ -51,6 +52,9 @@ class DetectionDistill(SingleTeacherDistill):
             sub-modules (e.g. ``('bbox_head', )``, ``('rpn_head', 'roi_head')``) that start from
             the teacher's weights. Applied after ``init_weights()`` too, so mmdet's weight
             initialisation cannot undo it (FGD issue #48). Shapes must match.
+        startup_checks (bool): refuse a bad distillation set-up at build, with the fix
+            (see :mod:`.startup_checks`: class counts of logit losses, a tiny dry run of the
+            recorders and module-fed losses). Defaults to True.
     """
 
     def __init__(self,
@@ -62,6 +66,7 @@ class DetectionDistill(SingleTeacherDistill):
                  teacher_in_checkpoint: bool = False,
                  teacher_trainable: bool = False,
                  inherit_from_teacher: Sequence[str] = (),
+                 startup_checks: bool = True,
                  **kwargs) -> None:
         if teacher_trainable:
             raise ValueError('DetectionDistill keeps the teacher frozen; use mmrazor\'s '
@@ -107,6 +112,8 @@ class DetectionDistill(SingleTeacherDistill):
                         f'but the {name} ({type(model).__name__}) is a one-stage detector '
                         'without `roi_head`. RoI-level methods (DKD, DeFeat head) need two-stage '
                         'student and teacher, e.g. Faster R-CNN.')
+        if startup_checks:
+            run_startup_checks(self)
 
     # ----------------------------------------------------------------- teacher handling
     def _resolve_teacher_stage(self, stage: str) -> str:

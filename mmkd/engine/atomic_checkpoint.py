@@ -1,0 +1,136 @@
+"""Atomic checkpoint writes: an interrupted save never replaces the last good checkpoint.
+
+mmengine 0.10.7's ``save_checkpoint`` serialises into memory and then writes the bytes with
+``open(filename, 'wb')``: a job killed (or a disk filling up) during that write leaves a
+truncated ``epoch_N.pth``, and when the file already existed (a re-run, or ``latest.pth``-style
+names) the previous good one is gone. The replacement below, for local files, writes to a
+temporary file in the same directory (same file system), ``fsync``s it, and moves it over the
+target with ``os.replace`` (atomic on POSIX and Windows), then ``fsync``s the directory. Until the
+move, the old file is untouched; after it, the new one is complete. A failure removes the
+temporary file and re-raises. Remote back-ends (``s3://``, ``pavi://``, ``file_client_args``) go
+to mmengine's own function unchanged.
+
+Installed by ``import mmkd`` on the three names through which mmengine reaches the function:
+``mmengine.runner.runner.save_checkpoint`` (``Runner.save_checkpoint``, used by
+``CheckpointHook``), ``mmengine.runner.checkpoint.save_checkpoint`` (strategies) and
+``mmengine.runner.save_checkpoint`` (``CheckpointHook``'s best-checkpoint path).
+``CheckpointHook`` writes ``last_checkpoint`` only after the save returned, so it keeps pointing
+to the last good file when a save fails.
+
+One more hole: with ``max_keep_ckpts``, ``CheckpointHook._save_checkpoint_with_step`` deletes the
+oldest checkpoint *before* writing the new one, so with ``max_keep_ckpts=1`` a failed save left
+no checkpoint at all (and ``last_checkpoint`` pointing to a deleted file). The wrapper below hands
+the hook a file back-end whose ``remove``/``rmtree`` are deferred until the save has returned.
+"""
+import os
+import os.path as osp
+
+import mmengine.runner as mmengine_runner
+import mmengine.runner.checkpoint as mmengine_checkpoint
+import mmengine.runner.runner as mmengine_runner_module
+import torch
+from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.hooks import CheckpointHook
+
+#: mmengine's function, for non-local targets
+original_save_checkpoint = getattr(mmengine_checkpoint.save_checkpoint, '__wrapped__',
+                                   mmengine_checkpoint.save_checkpoint)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj, filename: str) -> None:
+    """``torch.save(obj, filename)`` through a temporary file, fsync and ``os.replace``."""
+    filename = osp.abspath(filename)
+    dirname = osp.dirname(filename)
+    os.makedirs(dirname, exist_ok=True)
+    tmp = osp.join(dirname, f'.{osp.basename(filename)}.{os.getpid()}.tmp')
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # umask applies
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(dirname)
+
+
+def save_checkpoint(checkpoint, filename, file_client_args=None, backend_args=None):
+    """mmengine's ``save_checkpoint``, atomic for local files."""
+    filename = str(filename)
+    if file_client_args is None and not filename.startswith('pavi://') and isinstance(
+            get_file_backend(filename, backend_args=backend_args), LocalBackend):
+        atomic_torch_save(checkpoint, filename)
+    else:
+        original_save_checkpoint(checkpoint, filename, file_client_args=file_client_args,
+                                 backend_args=backend_args)
+
+
+save_checkpoint.__wrapped__ = original_save_checkpoint
+
+
+class _DeferredRemovals:
+    """A file back-end whose deletions wait until :meth:`commit`."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self.pending: list = []
+
+    def remove(self, path) -> None:
+        self.pending.append(('remove', path))
+
+    def rmtree(self, path) -> None:
+        self.pending.append(('rmtree', path))
+
+    def commit(self) -> None:
+        for kind, path in self.pending:
+            getattr(self._backend, kind)(path)
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+
+_original_save_with_step = getattr(CheckpointHook._save_checkpoint_with_step, '__wrapped__',
+                                   CheckpointHook._save_checkpoint_with_step)
+
+
+def _save_checkpoint_with_step(self, runner, step, meta):
+    """mmengine's, with old checkpoints removed only after the new one is written."""
+    backend = self.file_backend
+    deferred = _DeferredRemovals(backend)
+    self.file_backend = deferred
+    try:
+        _original_save_with_step(self, runner, step, meta)
+    finally:
+        self.file_backend = backend
+    deferred.commit()
+
+
+_save_checkpoint_with_step.__wrapped__ = _original_save_with_step
+
+
+def install() -> None:
+    """Make mmengine's checkpoint saving atomic (idempotent)."""
+    for module in (mmengine_runner_module, mmengine_checkpoint, mmengine_runner):
+        module.save_checkpoint = save_checkpoint
+    CheckpointHook._save_checkpoint_with_step = _save_checkpoint_with_step
+
+
+install()

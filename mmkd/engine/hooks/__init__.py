@@ -1,0 +1,1 @@
+from .loss_guard import DistillLossGuardHook, NonFiniteLossError  # noqa: F401
