@@ -4,17 +4,14 @@ Hinton et al., Distilling the Knowledge in a Neural Network, https://arxiv.org/a
 used in LD (Zheng et al., CVPR 2022, https://arxiv.org/abs/2102.12252) on the positive
 locations of a GFL head.
 """
-from typing import Optional
 
-import torch.nn as nn
-from torch import Tensor
 
 from mmkd.registry import MODELS
-from .ld import check_pair, distill_kl_div, weight_reduce
+from .ld import LDLoss
 
 
 @MODELS.register_module()
-class KDLoss(nn.Module):
+class KDLoss(LDLoss):
     r"""Temperature-softmax KL between class logits, averaged over classes.
 
     .. math::
@@ -36,34 +33,14 @@ class KDLoss(nn.Module):
         reduction (str): 'mean' (default), 'sum' or 'none' over rows, as mmdet.
     """
 
+    axis_name = 'classes'
+
     def __init__(self,
                  tau: float = 2.0,
                  loss_weight: float = 10.0,
                  reduction_over_classes: str = 'mean',
                  reduction: str = 'mean') -> None:
-        super().__init__()
-        if tau <= 0:
-            raise ValueError(f'tau must be positive, got {tau}.')
-        self.tau = tau
-        self.loss_weight = loss_weight
+        # the same KL as LDLoss, over class logits instead of box-edge bins
+        super().__init__(tau=tau, loss_weight=loss_weight,
+                         reduction_over_bins=reduction_over_classes, reduction=reduction)
         self.reduction_over_classes = reduction_over_classes
-        self.reduction = reduction
-
-    def forward(self,
-                preds_S: Tensor,
-                preds_T: Tensor,
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[float] = None) -> Tensor:
-        """Forward.
-
-        Args:
-            preds_S (Tensor): Student class logits, shape (M, K).
-            preds_T (Tensor): Teacher class logits, shape (M, K) (detached here).
-            weight (Tensor, optional): Per-row weight, shape (M,).
-            avg_factor (float, optional): Divisor of the weighted sum (reduction 'mean').
-        """
-        check_pair(preds_S, preds_T, type(self).__name__, 'classes')
-        if preds_S.shape[0] == 0 and self.reduction != 'none':
-            return preds_S.float().sum() * 0.
-        loss = distill_kl_div(preds_S, preds_T, self.tau, self.reduction_over_classes)
-        return self.loss_weight * weight_reduce(loss, weight, avg_factor, self.reduction)

@@ -100,6 +100,8 @@ class LDLoss(nn.Module):
         reduction (str): 'mean' (default), 'sum' or 'none' over rows, as mmdet.
     """
 
+    axis_name = 'bins'  # what the softmax runs over, for error messages
+
     def __init__(self,
                  tau: float = 10.0,
                  loss_weight: float = 0.25,
@@ -126,7 +128,7 @@ class LDLoss(nn.Module):
             weight (Tensor, optional): Per-row weight, shape (M,).
             avg_factor (float, optional): Divisor of the weighted sum (reduction 'mean').
         """
-        check_pair(preds_S, preds_T, type(self).__name__, 'bins')
+        check_pair(preds_S, preds_T, type(self).__name__, self.axis_name)
         if preds_S.shape[0] == 0 and self.reduction != 'none':
             return preds_S.float().sum() * 0.
         loss = distill_kl_div(preds_S, preds_T, self.tau, self.reduction_over_bins)
