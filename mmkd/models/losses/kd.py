@@ -4,8 +4,6 @@ Hinton et al., Distilling the Knowledge in a Neural Network, https://arxiv.org/a
 used in LD (Zheng et al., CVPR 2022, https://arxiv.org/abs/2102.12252) on the positive
 locations of a GFL head.
 """
-
-
 from mmkd.registry import MODELS
 from .ld import LDLoss
 
