@@ -105,13 +105,14 @@ class DetectionDistill(SingleTeacherDistill):
             raise ValueError("RoI losses run the teacher's RoI head on the student's RoIs; "
                              "use teacher_stage='neck' or 'auto', not 'loss'.")
         if self.needs_rois:
+            asked = sorted(self.needed_batch_data & set(ROI_SOURCES))
             for name, model in (('student', self.student), ('teacher', self.teacher)):
                 if not hasattr(model, 'roi_head'):
                     raise ValueError(
-                        f'The distillation losses ask for RoIs ({sorted(self.needed_batch_data & set(ROI_SOURCES))}) '
-                        f'but the {name} ({type(model).__name__}) is a one-stage detector '
-                        'without `roi_head`. RoI-level methods (DKD, DeFeat head) need two-stage '
-                        'student and teacher, e.g. Faster R-CNN.')
+                        f'The distillation losses ask for RoIs ({asked}) but the {name} '
+                        f'({type(model).__name__}) is a one-stage detector without `roi_head`. '
+                        'RoI-level methods (DKD, DeFeat head) need two-stage student and '
+                        'teacher, e.g. Faster R-CNN.')
         if startup_checks:
             run_startup_checks(self)
 
@@ -229,6 +230,8 @@ class DetectionDistill(SingleTeacherDistill):
 
     # ----------------------------------------------------------------- the step
     def _push_batch_data(self, from_student: bool, data: dict) -> None:
+        if not self.needed_batch_data:  # also covers mmrazor's plain ConfigurableDistiller
+            return
         for recorder in self.distiller.batch_data_recorders(from_student):
             if recorder.source in data:
                 recorder.record(data[recorder.source])
