@@ -101,6 +101,21 @@ def ensure_teacher(teacher_ckpt: str, work_root: str, rows: Dict) -> None:
                       **metrics)
 
 
+def write_results(rows: Dict[str, dict], work_root: str) -> str:
+    """Write the table so far (Markdown and JSON); return the Markdown table."""
+    lines = ['| model | role | AP | AP50 | AP75 | train time |', '|---|---|---|---|---|---|']
+    for name, r in rows.items():
+        when = f"{r['time'] / 60:.1f} min" + (' (cached)' if r.get('cached') else '')
+        lines.append(f"| {name} | {r['role']} | {r['AP']:.1f} | {r['AP50']:.1f} | "
+                     f"{r['AP75']:.1f} | {when} |")
+    table = '\n'.join(lines)
+    with open(osp.join(work_root, 'results.md'), 'w') as f:
+        f.write(table + '\n')
+    with open(osp.join(work_root, 'results.json'), 'w') as f:
+        json.dump(rows, f, indent=1)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--methods', nargs='+', default=['pkd'],
@@ -137,18 +152,9 @@ def main() -> None:
         seconds = train(config, work_dir)
         rows[name] = dict(role=method, config=config, time=seconds,
                           **evaluate(config, last_checkpoint(work_dir), work_dir))
+        write_results(rows, work_root)  # a long job leaves its table so far
 
-    header = '| model | role | AP | AP50 | AP75 | train time |'
-    lines = [header, '|---|---|---|---|---|---|']
-    for name, r in rows.items():
-        when = f"{r['time'] / 60:.1f} min" + (' (cached)' if r.get('cached') else '')
-        lines.append(f"| {name} | {r['role']} | {r['AP']:.1f} | {r['AP50']:.1f} | "
-                     f"{r['AP75']:.1f} | {when} |")
-    table = '\n'.join(lines)
-    with open(osp.join(work_root, 'results.md'), 'w') as f:
-        f.write(table + '\n')
-    with open(osp.join(work_root, 'results.json'), 'w') as f:
-        json.dump(rows, f, indent=1)
+    table = write_results(rows, work_root)
     # the same table as a bar chart; the table is saved above, so a plotting failure only warns
     try:
         from mmkd.visualization.results_chart import plot_results
