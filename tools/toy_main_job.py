@@ -42,11 +42,25 @@ def run(cmd: List[str], log_file: str) -> float:
     return time.time() - start
 
 
-def train(config: str, work_dir: str) -> float:
+def train(config: str, work_dir: str, keep_trained: bool = False) -> float:
+    """Train ``config`` into ``work_dir``; return the training time in seconds.
+
+    With ``keep_trained``, a model already trained there is kept (its recorded time returned),
+    so that a method can be added to the table without training the others again.
+    """
+    time_file = osp.join(work_dir, 'train_seconds.txt')
+    if keep_trained and osp.isfile(time_file) and osp.isfile(osp.join(work_dir,
+                                                                       'last_checkpoint')):
+        print(f'  kept {osp.relpath(config, REPO)} (already trained)', flush=True)
+        with open(time_file) as f:
+            return float(f.read())
     os.makedirs(work_dir, exist_ok=True)
     print(f'  training {osp.relpath(config, REPO)} ...', flush=True)
-    return run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir],
-               osp.join(work_dir, 'train.log'))
+    seconds = run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir],
+                  osp.join(work_dir, 'train.log'))
+    with open(time_file, 'w') as f:
+        f.write(f'{seconds:.1f}\n')
+    return seconds
 
 
 def last_checkpoint(work_dir: str) -> str:
@@ -121,6 +135,8 @@ def main() -> None:
     parser.add_argument('--methods', nargs='+', default=['pkd'],
                         help='methods to distil with, e.g. pkd cwd fgd (configs/toy/<m>_*_toy.py)')
     parser.add_argument('--work-dir', default='work_dirs/toy')
+    parser.add_argument('--keep-trained', action='store_true',
+                        help='keep baselines/students already trained in the work dir')
     args = parser.parse_args()
     work_root = osp.join(REPO, args.work_dir)
     os.makedirs(work_root, exist_ok=True)
@@ -144,12 +160,12 @@ def main() -> None:
         if student_stem not in rows:
             baseline = osp.join(REPO, 'configs', 'toy', student_stem + '.py')
             work_dir = osp.join(work_root, 'baseline_' + student_stem)
-            seconds = train(baseline, work_dir)
+            seconds = train(baseline, work_dir, args.keep_trained)
             rows[student_stem] = dict(role='baseline', config=baseline, time=seconds,
                                       **evaluate(baseline, last_checkpoint(work_dir), work_dir))
         name = osp.splitext(osp.basename(config))[0]
         work_dir = osp.join(work_root, name)
-        seconds = train(config, work_dir)
+        seconds = train(config, work_dir, args.keep_trained)
         rows[name] = dict(role=method, config=config, time=seconds,
                           **evaluate(config, last_checkpoint(work_dir), work_dir))
         write_results(rows, work_root)  # a long job leaves its table so far
