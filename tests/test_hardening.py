@@ -151,6 +151,40 @@ def test_failed_save_in_training_keeps_last_checkpoint_good(tmp_path, monkeypatc
     assert ckpt['meta']['epoch'] == 1 and 'optimizer' in ckpt
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_saves_temporary_file_is_removed_by_the_next_save(tmp_path):
+    import mmengine.runner.runner as runner_module
+    path = tmp_path / 'epoch_2.pth'
+    stale = tmp_path / f'.epoch_2.pth.{_dead_pid()}.tmp'  # left by a SIGKILLed save
+    stale.write_bytes(b'half a checkpoint')
+    live = tmp_path / f'.epoch_2.pth.{os.getppid()}.tmp'  # a writer that is still running
+    live.write_bytes(b'in progress')
+    other = tmp_path / f'.epoch_3.pth.{_dead_pid()}.tmp'  # another checkpoint's: not ours
+    other.write_bytes(b'x')
+    runner_module.save_checkpoint(dict(state_dict=dict(w=torch.ones(3))), str(path))
+    assert sorted(os.listdir(tmp_path)) == sorted(['epoch_2.pth', live.name, other.name])
+
+
+@pytest.mark.parametrize('content', ['', '/nowhere/epoch_9.pth', 'epoch_'])
+def test_resume_falls_back_when_last_checkpoint_is_damaged(tmp_path, content):
+    from mmengine.runner import find_latest_checkpoint
+    from mmengine.runner.runner import find_latest_checkpoint as used_by_runner
+    assert find_latest_checkpoint is used_by_runner is atomic_checkpoint.find_latest_checkpoint
+    for name in ('epoch_2.pth', 'epoch_10.pth', 'epoch_9.pth', '.epoch_11.pth.1.tmp'):
+        (tmp_path / name).write_bytes(b'x')
+    (tmp_path / 'last_checkpoint').write_text(content)
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_10.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_9.pth'))
+    assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_9.pth')  # sound: kept
+    os.remove(tmp_path / 'last_checkpoint')
+    assert find_latest_checkpoint(str(tmp_path)) is None  # mmengine's behaviour: nothing to resume
+
+
 # ------------------------------------------------------------------ NaN/Inf loss guard
 @pytest.fixture(scope='module')
 def guard_cfg(tmp_path_factory):

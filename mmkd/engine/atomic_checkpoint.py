@@ -21,16 +21,28 @@ One more hole: with ``max_keep_ckpts``, ``CheckpointHook._save_checkpoint_with_s
 oldest checkpoint *before* writing the new one, so with ``max_keep_ckpts=1`` a failed save left
 no checkpoint at all (and ``last_checkpoint`` pointing to a deleted file). The wrapper below hands
 the hook a file back-end whose ``remove``/``rmtree`` are deferred until the save has returned.
+
+Two leftovers of a kill are handled too: a temporary file left by a killed save is removed by the
+next save of the same checkpoint name (only when the process that wrote it is gone), and
+``last_checkpoint`` (a text file mmengine writes with a plain ``open``) is checked when resuming:
+if it is empty, truncated or names a file that no longer exists, ``--resume`` falls back to the
+newest complete checkpoint in the work directory and says so, instead of failing on ``''``.
 """
+import glob
+import re
+import logging
 import os
 import os.path as osp
+from typing import Optional
 
 import mmengine.runner as mmengine_runner
+import mmengine.runner._flexible_runner as mmengine_flexible_runner
 import mmengine.runner.checkpoint as mmengine_checkpoint
 import mmengine.runner.runner as mmengine_runner_module
 import torch
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
 
 #: mmengine's function, for non-local targets
 original_save_checkpoint = getattr(mmengine_checkpoint.save_checkpoint, '__wrapped__',
@@ -50,11 +62,38 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else, or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temporaries(filename: str) -> list:
+    """Remove ``.NAME.<pid>.tmp`` files of ``filename`` whose writer process is gone."""
+    dirname, base = osp.split(osp.abspath(filename))
+    pattern = re.compile(r'^\.' + re.escape(base) + r'\.(\d+)\.tmp$')
+    removed = []
+    for path in glob.glob(osp.join(glob.escape(dirname), f'.{glob.escape(base)}.*.tmp')):
+        match = pattern.match(osp.basename(path))
+        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+            try:
+                os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_torch_save(obj, filename: str) -> None:
     """``torch.save(obj, filename)`` through a temporary file, fsync and ``os.replace``."""
     filename = osp.abspath(filename)
     dirname = osp.dirname(filename)
     os.makedirs(dirname, exist_ok=True)
+    remove_stale_temporaries(filename)
     tmp = osp.join(dirname, f'.{osp.basename(filename)}.{os.getpid()}.tmp')
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # umask applies
     try:
@@ -126,10 +165,50 @@ def _save_checkpoint_with_step(self, runner, step, meta):
 _save_checkpoint_with_step.__wrapped__ = _original_save_with_step
 
 
+#: mmengine's function, used when ``last_checkpoint`` is sound
+original_find_latest_checkpoint = getattr(mmengine_checkpoint.find_latest_checkpoint,
+                                          '__wrapped__', mmengine_checkpoint.find_latest_checkpoint)
+
+_CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+
+
+def newest_checkpoint_in(path: str) -> Optional[str]:
+    """The ``epoch_N.pth`` / ``iter_N.pth`` in ``path`` with the largest N (epochs before iters
+    never mix in one run), or None."""
+    best = None
+    for name in os.listdir(path) if osp.isdir(path) else ():
+        match = _CHECKPOINT_NAME.match(name)
+        if match and (best is None or int(match.group(2)) > best[0]):
+            best = (int(match.group(2)), osp.join(path, name))
+    return best[1] if best else None
+
+
+def find_latest_checkpoint(path: str) -> Optional[str]:
+    """mmengine's ``find_latest_checkpoint``, falling back to the newest ``epoch_N``/``iter_N``
+    file when ``last_checkpoint`` is empty or names a local file that does not exist."""
+    last_saved = original_find_latest_checkpoint(path)
+    if last_saved is None:
+        return None
+    if last_saved and ('://' in last_saved or osp.isfile(last_saved) or osp.isdir(last_saved)):
+        return last_saved
+    fallback = newest_checkpoint_in(path)
+    print_log(
+        f'{osp.join(path, "last_checkpoint")} names {last_saved!r}, which does not exist (the '
+        f'file was cut short by a kill, or the checkpoint was removed); resuming from the newest '
+        f'checkpoint in the work directory instead: {fallback}.', logger='current',
+        level=logging.WARNING)
+    return fallback
+
+
+find_latest_checkpoint.__wrapped__ = original_find_latest_checkpoint
+
+
 def install() -> None:
-    """Make mmengine's checkpoint saving atomic (idempotent)."""
+    """Make mmengine's checkpoint saving atomic and its resume robust (idempotent)."""
     for module in (mmengine_runner_module, mmengine_checkpoint, mmengine_runner):
         module.save_checkpoint = save_checkpoint
+        module.find_latest_checkpoint = find_latest_checkpoint
+    mmengine_flexible_runner.find_latest_checkpoint = find_latest_checkpoint
     CheckpointHook._save_checkpoint_with_step = _save_checkpoint_with_step
 
 
