@@ -142,3 +142,58 @@ def test_inheriting_strategy_survives_init_weights(pkd_cfg, tmp_path):
     assert not torch.equal(algo.student.backbone.conv1.weight, algo.teacher.backbone.conv1.weight)
     with pytest.raises(ValueError, match=r'neck\.lateral_convs.*inherit only'):
         build(pkd_cfg, inherit_from_teacher=['neck'])
+
+
+CAFFE_INPUTS = dict(type='DetDataPreprocessor', mean=[103.53, 116.28, 123.675],
+                    std=[1.0, 1.0, 1.0], bgr_to_rgb=False, pad_size_divisor=32)
+
+
+def _raw_batch(sizes, seed=0):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for h, w in sizes:
+        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1, 1)))
+        s.gt_instances = InstanceData(bboxes=torch.tensor([[4., 4., 30., 28.]]),
+                                      labels=torch.tensor([1]))
+        inputs.append(torch.randint(0, 256, (3, h, w), generator=g).to(torch.uint8))
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def test_a_teacher_with_other_input_statistics_gets_its_own_normalisation(pkd_cfg):
+    """A caffe-style (BGR, mean only) teacher under a pytorch-style (RGB, mean/std) student."""
+    cfg = copy.deepcopy(pkd_cfg)
+    cfg.teacher.data_preprocessor = CAFFE_INPUTS
+    algo = MODELS.build(cfg)
+    assert algo.teacher_inputs.needed
+    raw = _raw_batch([(64, 64), (40, 56)])  # the second image is padded
+    student_batch = algo.data_preprocessor(copy.deepcopy(raw), True)
+    expected = algo.teacher.data_preprocessor(copy.deepcopy(raw), True)['inputs']
+    got = algo.teacher_inputs(student_batch['inputs'], student_batch['data_samples'])
+    assert got.shape == expected.shape == student_batch['inputs'].shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    assert got[1, :, 40:, :].abs().max() == 0 and got[1, :, :, 56:].abs().max() == 0
+    # the features the losses see are the teacher's on its own inputs
+    algo.train()
+    algo(**student_batch, mode='loss')
+    recorded = algo.distiller.teacher_recorders.get_recorder('fpn').get_record_data()
+    with torch.no_grad():
+        own = algo.teacher.extract_feat(expected)
+    for r, o in zip(recorded, own):
+        torch.testing.assert_close(r, o, rtol=1e-4, atol=1e-4)
+
+
+def test_same_input_statistics_pass_the_batch_through_untouched(pkd_cfg):
+    algo = build(pkd_cfg)
+    assert not algo.teacher_inputs.needed
+    batch = tiny_batch(algo)
+    assert algo.teacher_inputs(batch['inputs'], batch['data_samples']) is batch['inputs']
+
+
+def test_a_teacher_padding_coarser_than_the_student_is_refused(pkd_cfg):
+    cfg = copy.deepcopy(pkd_cfg)
+    cfg.teacher.data_preprocessor = dict(CAFFE_INPUTS, pad_size_divisor=64)
+    with pytest.raises(ValueError, match='multiple of 64'):
+        MODELS.build(cfg)

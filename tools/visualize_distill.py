@@ -263,7 +263,9 @@ class Visualizer:
         self.gt_labels = [f'#{i} {n}' for i, n in enumerate(names)] if names else \
             [f'#{i}' for i in range(len(self.gt_np))]
         with torch.no_grad():
-            self.feats_T = tuple(model.teacher.extract_feat(inputs))
+            teacher_inputs = getattr(model, 'teacher_inputs', None)
+            self.feats_T = tuple(model.teacher.extract_feat(
+                teacher_inputs(inputs, [sample]) if teacher_inputs else inputs))
             self.feats_S = tuple(model.student.extract_feat(inputs))
             head = getattr(model.student, 'bbox_head', None)
             self.head_S = head(self.feats_S) if head is not None else None

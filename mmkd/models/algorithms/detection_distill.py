@@ -4,6 +4,7 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.structures import BaseDataElement
 from mmrazor.models.algorithms import SingleTeacherDistill
 from mmrazor.models.utils import add_prefix
@@ -13,6 +14,7 @@ from mmkd.registry import MODELS
 from .model_cfg import expand_model_cfg
 from .startup_checks import run_startup_checks
 from .teacher_checkpoint import load_teacher_checkpoint
+from .teacher_inputs import TeacherInputs
 
 #: BatchData sources that need the student's sampled RoIs (two-stage detectors)
 ROI_SOURCES = ('rois', 'roi_labels', 'student_roi_cls_scores', 'teacher_roi_cls_scores')
@@ -28,6 +30,9 @@ class DetectionDistill(SingleTeacherDistill):
 
     - the teacher is loaded from ``teacher_ckpt`` with a clear error when the file is missing,
       unreadable or does not fit the teacher (see :func:`load_teacher_checkpoint`);
+    - the teacher gets its own input normalisation (mean, std, channel order, pad value) when
+      its ``data_preprocessor`` differs from the student's, e.g. a caffe-style BGR teacher
+      (see :class:`TeacherInputs`);
     - the teacher is frozen, always in eval mode (BN, dropout, drop-path), runs under
       ``no_grad`` and only as deep as the losses need (``teacher_stage``);
     - the teacher is kept out of the module tree by default: it is not in ``state_dict()``
@@ -96,6 +101,12 @@ class DetectionDistill(SingleTeacherDistill):
 
         self.inherit_from_teacher = tuple(inherit_from_teacher)
         self._inherit_teacher_weights()
+
+        self.teacher_inputs = TeacherInputs(self.data_preprocessor, self.teacher.data_preprocessor)
+        if self.teacher_inputs.needed:
+            print_log('DetectionDistill: the teacher was trained with other input statistics; '
+                      'its inputs are re-normalised from the student\'s batch ('
+                      f'{self.teacher_inputs.describe()}).', logger='current')
 
         self.teacher_stage = self._resolve_teacher_stage(teacher_stage)
         self.needed_batch_data = self.distiller.needed_batch_data() if hasattr(
@@ -247,7 +258,8 @@ class DetectionDistill(SingleTeacherDistill):
 
         self.distiller.set_deliveries_override(False)
         with self.distiller.teacher_recorders, self.distiller.deliveries, torch.no_grad():
-            teacher_feats = self._run_teacher(batch_inputs, data_samples)
+            teacher_feats = self._run_teacher(self.teacher_inputs(batch_inputs, data_samples),
+                                              data_samples)
 
         self.distiller.set_deliveries_override(True)
         with self.distiller.student_recorders, self.distiller.deliveries, \
