@@ -197,3 +197,24 @@ def test_a_teacher_padding_coarser_than_the_student_is_refused(pkd_cfg):
     cfg.teacher.data_preprocessor = dict(CAFFE_INPUTS, pad_size_divisor=64)
     with pytest.raises(ValueError, match='multiple of 64'):
         MODELS.build(cfg)
+
+
+def test_student_only_weights_load_strictly(pkd_cfg, tmp_path):
+    from mmkd.models.algorithms.student_only import (load_student_weights, student_model_cfg,
+                                                     student_state_dict)
+    algo = build(pkd_cfg)
+    path = tmp_path / 'distill.pth'
+    torch.save(dict(state_dict=algo.state_dict()), path)
+    student = MODELS.build(student_model_cfg(pkd_cfg))
+    load_student_weights(student, str(path))
+    for k, v in algo.student.state_dict().items():
+        torch.testing.assert_close(student.state_dict()[k], v)
+    # an exported (plain) checkpoint loads the same way
+    plain = tmp_path / 'plain.pth'
+    torch.save(dict(state_dict=student_state_dict(algo.state_dict())), plain)
+    load_student_weights(student, str(plain))
+    # another student (ResNet-34 stages) is refused, naming the keys
+    other = copy.deepcopy(pkd_cfg)
+    other.architecture.backbone.depth = 34
+    with pytest.raises(RuntimeError, match=r'(?s)does not fit the student.*missing in file'):
+        load_student_weights(MODELS.build(student_model_cfg(other)), str(path))

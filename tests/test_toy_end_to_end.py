@@ -1,6 +1,7 @@
 """The user's path on the toy set: train, resume, test (COCO mAP), export, DDP on CPU."""
 import os
 import os.path as osp
+import pickle
 import re
 import socket
 import subprocess
@@ -48,9 +49,22 @@ def test_train_test_and_export(toy):
     assert not any(k.startswith('teacher.') for k in keys), 'the frozen teacher was saved'
     assert 'optimizer' in ckpt
 
+    # the student alone is tested: the teacher's checkpoint is not read (here: not there)
     out = run(PY, 'tools/test.py', str(toy / 'pkd_tiny.py'), str(work / 'epoch_2.pth'),
-              '--work-dir', str(toy / 'test'))
+              '--work-dir', str(toy / 'test'), '--out', str(toy / 'student_only.pkl'),
+              '--cfg-options', f'model.teacher_ckpt={toy / "no_such_teacher.pth"}')
+    assert 'teacher not built' in out
     assert re.search(r'coco/bbox_mAP: -?[\d.]+', out), out[-2000:]
+    # ... and predicts exactly what the whole distillation model predicts (mmrazor's way)
+    run(PY, 'tools/test.py', str(toy / 'pkd_tiny.py'), str(work / 'epoch_2.pth'),
+        '--work-dir', str(toy / 'test_full'), '--out', str(toy / 'full.pkl'), '--full-model')
+    with open(toy / 'student_only.pkl', 'rb') as a, open(toy / 'full.pkl', 'rb') as b:
+        student_only, full = pickle.load(a), pickle.load(b)
+    assert len(student_only) == len(full) == 4
+    assert sum(len(r['pred_instances']['scores']) for r in full) > 0, 'nothing to compare'
+    for s, f in zip(student_only, full):
+        for key in ('bboxes', 'scores', 'labels'):
+            torch.testing.assert_close(s['pred_instances'][key], f['pred_instances'][key])
 
     run(PY, 'tools/export_student.py', str(work / 'epoch_2.pth'), str(toy / 'student.pth'))
     # mmdet alone (no mmkd import, no mmkd types): its config and its test loop take the file

@@ -8,22 +8,20 @@ without mmkd: ``python mmdet/tools/test.py configs/detectors/gfl_r18_fpn_1x_coco
 """
 import argparse
 import os.path as osp
-from collections import OrderedDict
 
 import torch
 
 import mmkd  # noqa: F401  (allow-lists mmengine's checkpoint types for weights_only loading)
-
-PREFIX = 'architecture.'
+from mmkd.models.algorithms.student_only import STUDENT_PREFIX, student_state_dict
 
 
 def export_student(src: str, dst: str) -> int:
     """Write the student of ``src`` to ``dst``; return the number of tensors written."""
     checkpoint = torch.load(src, map_location='cpu')
     state = checkpoint.get('state_dict', checkpoint)
-    student = OrderedDict((k[len(PREFIX):], v) for k, v in state.items() if k.startswith(PREFIX))
+    student = student_state_dict(state)
     if not student:
-        raise ValueError(f'{src} has no "{PREFIX}*" weights: it is not a distillation '
+        raise ValueError(f'{src} has no "{STUDENT_PREFIX}*" weights: it is not a distillation '
                          'checkpoint (a plain detector checkpoint needs no export).')
     meta = dict(checkpoint.get('meta', {}))
     meta = {k: meta[k] for k in ('dataset_meta', 'epoch', 'iter', 'mmengine_version') if k in meta}

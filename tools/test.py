@@ -1,7 +1,9 @@
 """Evaluate a checkpoint (COCO mAP): mmdet's tools/test.py with mmkd loaded.
 
-Works with a distillation config and its training checkpoint (the student is evaluated) and with
-a plain detector config and a checkpoint from tools/export_student.py.
+Works with a distillation config and its training checkpoint, and with a plain detector config and
+a checkpoint from tools/export_student.py. With a distillation config only the student is built
+and loaded (strictly): the teacher is not needed to evaluate the student, so its checkpoint is not
+read or downloaded (`--full-model` builds the whole distillation model instead, as mmrazor does).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
                          [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
@@ -16,6 +18,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmkd.engine import prepare_cpu_distributed
+from mmkd.models.algorithms.student_only import (is_distillation_cfg, load_student_weights,
+                                                 student_model_cfg)
 
 
 def parse_args():
@@ -25,6 +29,9 @@ def parse_args():
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument('--out', type=str, help='dump predictions to a pickle file')
     parser.add_argument('--show-dir', help='save painted predictions to this directory')
+    parser.add_argument('--full-model', action='store_true',
+                        help='with a distillation config, build the whole model (teacher '
+                        'included, its checkpoint loaded) instead of the student alone')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value pairs merged into it')
@@ -49,7 +56,12 @@ def main():
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist.')
-    cfg.load_from = args.checkpoint
+    student_only = is_distillation_cfg(cfg.model) and not args.full_model
+    if student_only:
+        cfg.model = student_model_cfg(cfg.model)
+        cfg.load_from = None  # loaded below, student weights only
+    else:
+        cfg.load_from = args.checkpoint
 
     if args.show_dir:
         from mmdet.engine.hooks.utils import trigger_visualization_hook
@@ -58,6 +70,10 @@ def main():
 
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if student_only:
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        load_student_weights(model, args.checkpoint)
+        runner.logger.info(f'Evaluating the student of {args.checkpoint} (teacher not built).')
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults
         assert args.out.endswith(('.pkl', '.pickle')), 'The dump file must be a pkl file.'
