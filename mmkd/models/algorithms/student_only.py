@@ -6,6 +6,7 @@ would load (or download) the teacher's checkpoint, which fails offline and costs
 memory, for nothing. These helpers give the student's own mmdet config and weights instead.
 """
 import copy
+import warnings
 from collections import OrderedDict
 from typing import Dict, Optional
 
@@ -57,6 +58,10 @@ def load_student_weights(model: nn.Module, path: str) -> Dict:
     Strict because a test on half-loaded weights gives a wrong mAP without any error.
     """
     checkpoint = _load_checkpoint(path, map_location='cpu')
+    if isinstance(checkpoint, dict) and 'ema_state_dict' in checkpoint:
+        warnings.warn(f'{path} also holds EMA weights (EMAHook); the student is tested with its '
+                      'raw weights. Use tools/test.py --full-model to let the EMAHook of the '
+                      'config swap the EMA weights in.')
     state = checkpoint.get('state_dict', checkpoint)
     student = student_state_dict(state)
     if student is None:  # plain detector checkpoint
