@@ -112,8 +112,8 @@ class _GetattrExploit:
 def test_getattr_in_checkpoints_is_limited_to_history_buffer(tmp_path):
     import numpy as np
     from mmengine.logging import HistoryBuffer
-    for owner, name in ((HistoryBuffer, '__reduce_ex__'), (HistoryBuffer, '_set_default_statistics'),
-                        (np.ndarray, 'tofile')):
+    for owner, name in ((HistoryBuffer, '__reduce_ex__'),
+                        (HistoryBuffer, '_set_default_statistics'), (np.ndarray, 'tofile')):
         path = str(tmp_path / 'evil_getattr.pth')
         torch.save(dict(meta=dict(payload=_GetattrExploit(owner, name))), path)
         with pytest.raises(pickle.UnpicklingError):

@@ -73,7 +73,8 @@ def test_teacher_checkpoint_loads_and_bad_ones_are_refused(pkd_cfg, tmp_path):
     # the student's weights are not the teacher's: most keys fail to match and are listed
     other = tmp_path / 'student_as_teacher.pth'
     torch.save(dict(state_dict=donor.student.state_dict()), other)
-    with pytest.raises(TeacherCheckpointError, match=r'(?s)does not fit.*only 72 of 368.*missing in file.*backbone.*wrong shape'):
+    with pytest.raises(TeacherCheckpointError, match=r'(?s)does not fit.*only 72 of 368.*'
+                       r'missing in file.*backbone.*wrong shape'):
         build(pkd_cfg, teacher_ckpt=str(other))
 
 

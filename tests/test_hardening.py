@@ -259,6 +259,7 @@ def test_autocast_bf16_distill_losses_are_fp32_and_finite(method, tmp_path):
     for key, value in distill.items():
         assert value.dtype == torch.float32, (key, value.dtype)
         assert torch.isfinite(value).all(), key
+
     # the models did run in bfloat16
     def tensors(x):
         if isinstance(x, torch.Tensor):

@@ -10,7 +10,7 @@ from mmkd.models.losses.fgd import FGDLoss
 from mmkd.models.utils.box_mask import fgd_masks
 
 sys.path.insert(0, osp.dirname(__file__))
-from oracles import fgd_masks_oracle, fgd_oracle, random_boxes, rel_err
+from oracles import fgd_masks_oracle, fgd_oracle, random_boxes, rel_err  # noqa: E402
 
 TOL = 1e-5
 TERMS = ('fg', 'bg', 'mask', 'global')

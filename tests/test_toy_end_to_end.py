@@ -1,6 +1,5 @@
 """The user's path on the toy set: train, resume, test (COCO mAP), export, DDP on CPU."""
 import os
-import os.path as osp
 import pickle
 import re
 import socket

@@ -83,8 +83,8 @@ def discover(methods):
 
 def real_config(toy_path: str):
     """configs/toy/<m>_..._x50-32x4d-..._toy.py -> configs/<m>/<m>_..._x101-32x4d-..._1x_coco.py"""
-    name = osp.basename(toy_path).replace('x50-32x4d', 'x101-32x4d').replace('_toy.py',
-                                                                              '_1x_coco.py')
+    name = osp.basename(toy_path).replace('x50-32x4d', 'x101-32x4d')
+    name = name.replace('_toy.py', '_1x_coco.py')
     folder = re.split(r'[_-]', name)[0]
     path = osp.join(REPO, 'configs', folder, name)
     return path if osp.isfile(path) else None

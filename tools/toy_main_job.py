@@ -49,8 +49,8 @@ def train(config: str, work_dir: str, keep_trained: bool = False) -> float:
     so that a method can be added to the table without training the others again.
     """
     time_file = osp.join(work_dir, 'train_seconds.txt')
-    if keep_trained and osp.isfile(time_file) and osp.isfile(osp.join(work_dir,
-                                                                       'last_checkpoint')):
+    if keep_trained and osp.isfile(time_file) and osp.isfile(
+            osp.join(work_dir, 'last_checkpoint')):
         print(f'  kept {osp.relpath(config, REPO)} (already trained)', flush=True)
         with open(time_file) as f:
             return float(f.read())

@@ -173,8 +173,8 @@ def load_sample(cfg: Config, model, image: str, ann_file: Optional[str]):
     if found is None:
         warnings.warn(f'visualize_distill: no GT boxes ({reason}); GT-based pictures are '
                       'skipped. Pass --ann COCO_JSON.')
-        pipeline = [t for t in pipeline if t['type'] not in ('LoadAnnotations',
-                                                            'mmdet.LoadAnnotations')]
+        pipeline = [t for t in pipeline
+                    if t['type'] not in ('LoadAnnotations', 'mmdet.LoadAnnotations')]
     else:
         data['instances'], names, data['img_id'] = found
     packed = Compose(pipeline)(data)

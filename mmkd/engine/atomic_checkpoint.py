@@ -29,10 +29,10 @@ if it is empty, truncated or names a file that no longer exists, ``--resume`` fa
 newest complete checkpoint in the work directory and says so, instead of failing on ``''``.
 """
 import glob
-import re
 import logging
 import os
 import os.path as osp
+import re
 from typing import Optional
 
 import mmengine.runner as mmengine_runner

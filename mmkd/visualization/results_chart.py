@@ -9,7 +9,7 @@ import argparse
 import json
 from typing import Dict
 
-from .figures import DPI, figure_px, save_figure
+from .figures import DPI, save_figure
 
 METRICS = ('AP', 'AP50', 'AP75')
 ROLE_COLORS = {'teacher': '#4c72b0', 'baseline': '#8c8c8c'}

@@ -1,6 +1,6 @@
 """Stop (or skip) a training step whose losses are NaN/Inf, before it touches the weights."""
 import logging
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 import torch.distributed as torch_dist
@@ -131,7 +131,7 @@ class DistillLossGuardHook(Hook):
             f'Iteration {it}: non-finite loss ({values}'
             + (f'; {self._consecutive} steps in a row' if self.action == 'skip' else '') +
             '). Training stopped before the optimizer step, so the weights are those of the '
-            f'last good step' + (f' (last checkpoint: {last})' if last else '') + '. Fix: lower '
+            'last good step' + (f' (last checkpoint: {last})' if last else '') + '. Fix: lower '
             'that loss\'s loss_weight or the learning rate, check its inputs (e.g. a connector '
             'or recorder on the wrong module), or configure '
             "custom_hooks=[dict(type='mmkd.DistillLossGuardHook', action='skip')] to skip "

@@ -1,6 +1,6 @@
 """mmrazor's ``ConfigurableDistiller`` with what detection losses need on top."""
 import difflib
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 from mmrazor.models.distillers import ConfigurableDistiller

@@ -13,7 +13,8 @@ seconds, not at the first iteration or hour 30). Each error names the problem an
   channel mismatch (``preds_S`` and ``preds_T`` with different ``C``) is named as such, with the
   connector that fixes it (an error); any other failure is a warning, since a random input
   may be what upsets the loss. Losses fed by ``mmkd.BatchData`` (ground truth, RoIs) are not
-  dry-run: they take their own channel arguments (e.g. FGD's ``student_channels``/``teacher_channels``).
+  dry-run: they take their own channel arguments (e.g. FGD's ``student_channels`` and
+  ``teacher_channels``).
 """
 import warnings
 from typing import Any, Dict, Optional
