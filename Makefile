@@ -3,13 +3,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 METHODS ?= pkd
+SEED ?= 0
 
 .PHONY: setup toy test benchmark
 setup:
 	MMKD_VENV=$(VENV) bash tools/setup_env.sh
 
 toy: setup
-	$(PY) tools/toy_main_job.py --methods $(METHODS)
+	$(PY) tools/toy_main_job.py --methods $(METHODS) --seed $(SEED)
 
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider

@@ -1,6 +1,6 @@
 """The main job on the built-in data set: teacher, baseline student, distilled students, mAP.
 
-    python tools/toy_main_job.py [--methods pkd ...] [--work-dir work_dirs/toy]
+    python tools/toy_main_job.py [--methods pkd ...] [--work-dir work_dirs/toy] [--seed 0]
 
 For each method ``m`` it runs ``configs/toy/m_*_toy.py``. Everything goes through the user's
 tools: ``tools/train.py`` trains, ``tools/test.py`` evaluates. The teacher of each detector
@@ -9,6 +9,11 @@ config changes); the baseline student of each family trains with the same schedu
 distilled ones. The table gives COCO AP/AP50/AP75 on the toy validation split and the
 training time of each model; it is also written as Markdown to ``<work-dir>/results.md`` and as
 a bar chart to ``<work-dir>/results.png``.
+
+Every model is trained with ``randomness.seed`` set (``--seed``, 0 by default; ``--seed -1`` for
+mmdet's unseeded behaviour). On CPU a seeded run repeats exactly on the same machine, so the table
+in README.md is the table a user gets; different seeds differ by several AP on this small set,
+which is what the README's spread figures measure.
 """
 import argparse
 import glob
@@ -42,24 +47,40 @@ def run(cmd: List[str], log_file: str) -> float:
     return time.time() - start
 
 
-def train(config: str, work_dir: str, keep_trained: bool = False) -> float:
-    """Train ``config`` into ``work_dir``; return the training time in seconds.
+def read_seed(work_dir: str) -> Optional[int]:
+    """The seed a model in ``work_dir`` was trained with (None: unseeded or unknown)."""
+    path = osp.join(work_dir, 'seed.txt')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        text = f.read().strip()
+    return int(text) if text.lstrip('-').isdigit() else None
 
-    With ``keep_trained``, a model already trained there is kept (its recorded time returned),
-    so that a method can be added to the table without training the others again.
+
+def train(config: str, work_dir: str, keep_trained: bool = False,
+          seed: Optional[int] = None) -> float:
+    """Train ``config`` into ``work_dir`` (seeded unless ``seed`` is None); return the training
+    time in seconds.
+
+    With ``keep_trained``, a model already trained there with the same seed is kept (its recorded
+    time returned), so that a method can be added to the table without training the others again.
     """
     time_file = osp.join(work_dir, 'train_seconds.txt')
     if keep_trained and osp.isfile(time_file) and osp.isfile(
-            osp.join(work_dir, 'last_checkpoint')):
-        print(f'  kept {osp.relpath(config, REPO)} (already trained)', flush=True)
+            osp.join(work_dir, 'last_checkpoint')) and read_seed(work_dir) == seed:
+        print(f'  kept {osp.relpath(config, REPO)} (already trained, seed {seed})', flush=True)
         with open(time_file) as f:
             return float(f.read())
     os.makedirs(work_dir, exist_ok=True)
-    print(f'  training {osp.relpath(config, REPO)} ...', flush=True)
-    seconds = run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir],
-                  osp.join(work_dir, 'train.log'))
+    print(f'  training {osp.relpath(config, REPO)} (seed {seed}) ...', flush=True)
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
+    if seed is not None:
+        cmd += ['--cfg-options', f'randomness.seed={seed}']
+    seconds = run(cmd, osp.join(work_dir, 'train.log'))
     with open(time_file, 'w') as f:
         f.write(f'{seconds:.1f}\n')
+    with open(osp.join(work_dir, 'seed.txt'), 'w') as f:
+        f.write(f'{seed}\n')
     return seconds
 
 
@@ -84,8 +105,10 @@ def config_digest(config: str) -> str:
     return hashlib.sha1(Config.fromfile(config).pretty_text.encode()).hexdigest()[:12]
 
 
-def ensure_teacher(teacher_ckpt: str, work_root: str, rows: Dict) -> None:
-    """Train the teacher whose cache file is ``teacher_ckpt`` unless a current one exists."""
+def ensure_teacher(teacher_ckpt: str, work_root: str, rows: Dict,
+                   seed: Optional[int] = None) -> None:
+    """Train the teacher whose cache file is ``teacher_ckpt`` unless a current one (same config,
+    same seed) exists."""
     stem = osp.basename(teacher_ckpt)[len('teacher_'):-len('.pth')]
     config = osp.join(REPO, 'configs', 'toy', stem + '.py')
     if stem in rows:
@@ -98,12 +121,12 @@ def ensure_teacher(teacher_ckpt: str, work_root: str, rows: Dict) -> None:
     if osp.isfile(ckpt_path) and osp.isfile(osp.join(REPO, stamp)):
         with open(osp.join(REPO, stamp)) as f:
             info = json.load(f)
-        if info.get('config_digest') != digest:
+        if info.get('config_digest') != digest or info.get('seed', None) != seed:
             info = None
     if info is None:
-        seconds = train(config, work_dir)
+        seconds = train(config, work_dir, seed=seed)
         shutil.copy(last_checkpoint(work_dir), ckpt_path)
-        info = dict(config_digest=digest, train_seconds=seconds)
+        info = dict(config_digest=digest, train_seconds=seconds, seed=seed)
         with open(osp.join(REPO, stamp), 'w') as f:
             json.dump(info, f)
         cached = False
@@ -137,7 +160,10 @@ def main() -> None:
     parser.add_argument('--work-dir', default='work_dirs/toy')
     parser.add_argument('--keep-trained', action='store_true',
                         help='keep baselines/students already trained in the work dir')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='randomness.seed of every model trained (-1: unseeded, as mmdet)')
     args = parser.parse_args()
+    seed = None if args.seed < 0 else args.seed
     work_root = osp.join(REPO, args.work_dir)
     os.makedirs(work_root, exist_ok=True)
     job_start = time.time()
@@ -155,17 +181,17 @@ def main() -> None:
     for method, config in configs:
         cfg = Config.fromfile(config)
         print(f'[{method}] {osp.relpath(config, REPO)}', flush=True)
-        ensure_teacher(cfg.model.teacher_ckpt, work_root, rows)
+        ensure_teacher(cfg.model.teacher_ckpt, work_root, rows, seed)
         student_stem = osp.splitext(osp.basename(cfg.model.architecture.cfg_path))[0] + '_toy'
         if student_stem not in rows:
             baseline = osp.join(REPO, 'configs', 'toy', student_stem + '.py')
             work_dir = osp.join(work_root, 'baseline_' + student_stem)
-            seconds = train(baseline, work_dir, args.keep_trained)
+            seconds = train(baseline, work_dir, args.keep_trained, seed)
             rows[student_stem] = dict(role='baseline', config=baseline, time=seconds,
                                       **evaluate(baseline, last_checkpoint(work_dir), work_dir))
         name = osp.splitext(osp.basename(config))[0]
         work_dir = osp.join(work_root, name)
-        seconds = train(config, work_dir, args.keep_trained)
+        seconds = train(config, work_dir, args.keep_trained, seed)
         rows[name] = dict(role=method, config=config, time=seconds,
                           **evaluate(config, last_checkpoint(work_dir), work_dir))
         write_results(rows, work_root)  # a long job leaves its table so far
@@ -177,7 +203,8 @@ def main() -> None:
         plot_results(rows, osp.join(work_root, 'results.png'))
     except Exception as err:  # noqa: BLE001
         print(f'warning: no results.png ({type(err).__name__}: {err})')
-    print('\nCOCO box mAP on the Toy Shapes validation split (100 images):\n' + table)
+    seeded = 'unseeded' if seed is None else f'seed {seed}'
+    print(f'\nCOCO box mAP on the Toy Shapes validation split (100 images; {seeded}):\n' + table)
     print(f'\nwhole job: {(time.time() - job_start) / 60:.1f} min; table in '
           f'{osp.relpath(work_root, REPO)}/results.md')
 
