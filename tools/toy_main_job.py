@@ -12,8 +12,8 @@ a bar chart to ``<work-dir>/results.png``.
 
 Every model is trained with ``randomness.seed`` set (``--seed``, 0 by default; ``--seed -1`` for
 mmdet's unseeded behaviour). On CPU a seeded run repeats exactly on the same machine, so the table
-in README.md is the table a user gets; different seeds differ by several AP on this small set,
-which is what the README's spread figures measure.
+in README.md is the table a user gets. Different seeds can differ a lot on this small set (for
+GFL by up to 30 AP for one method; see README.md), so compare methods over several seeds.
 """
 import argparse
 import glob
