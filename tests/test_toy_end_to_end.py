@@ -17,11 +17,16 @@ PY = sys.executable
 pytestmark = pytest.mark.timeout(900)
 
 
-def run(*args, env=None):
+def run_status(*args, env=None):
+    """Run a command in the repository; return (exit code, stdout + stderr)."""
     proc = subprocess.run([*args], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, **(env or {})))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f'{args} failed:\n{out[-4000:]}'
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def run(*args, env=None):
+    code, out = run_status(*args, env=env)
+    assert code == 0, f'{args} failed:\n{out[-4000:]}'
     return out
 
 
@@ -133,16 +138,10 @@ def _free_port():
 
 def test_two_process_ddp_on_cpu(toy):
     work = toy / 'ddp'
-
-    def attempt():
-        proc = subprocess.run(
-            ['bash', 'tools/dist_train.sh', str(toy / 'pkd_tiny.py'), '2', '--work-dir',
-             str(work), '--cfg-options', 'train_cfg.max_epochs=1'], cwd=REPO,
-            capture_output=True, text=True,
-            env=dict(os.environ, PYTHON=PY, PORT=str(_free_port()), OMP_NUM_THREADS='1'))
-        return proc.returncode, proc.stdout + proc.stderr
-
-    code, out = retry_gloo_startup_abort(attempt)
+    code, out = retry_gloo_startup_abort(lambda: run_status(
+        'bash', 'tools/dist_train.sh', str(toy / 'pkd_tiny.py'), '2', '--work-dir', str(work),
+        '--cfg-options', 'train_cfg.max_epochs=1',
+        env=dict(PYTHON=PY, PORT=str(_free_port()), OMP_NUM_THREADS='1')))
     assert code == 0, out[-4000:]
     # 8 images, 2 per rank and step, 2 ranks: 2 steps per epoch, so both ranks took part
     assert 'Epoch(train) [1][2/2]' in out, out[-3000:]
