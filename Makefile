@@ -1,16 +1,26 @@
 # Fresh machine: `make toy` (main job on the built-in data set), `make test` (test suite).
 # Both create/complete the virtual environment first (tools/setup_env.sh; safe to re-run).
+# `make toy-bench`: every toy method of both detector families over 3 seeds, resumable; its
+# report is copied to benchmarks/toy/ (tracked; checkpoints stay in $(BENCH_DIR)).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 METHODS ?= pkd
 SEED ?= 0
+BENCH_DIR ?= work_dirs/toy_bench
+BENCH_SEEDS ?= 0 1 2
 
-.PHONY: setup toy test benchmark
+.PHONY: setup toy toy-bench test benchmark
 setup:
 	MMKD_VENV=$(VENV) bash tools/setup_env.sh
 
 toy: setup
-	$(PY) tools/toy_main_job.py --methods $(METHODS) --seed $(SEED)
+	$(PY) tools/toy_main_job.py --methods $(METHODS) --seeds $(SEED)
+
+toy-bench: setup
+	$(PY) tools/toy_main_job.py --methods all --seeds $(BENCH_SEEDS) --keep-trained \
+		--work-dir $(BENCH_DIR)
+	mkdir -p benchmarks/toy
+	cp $(BENCH_DIR)/results.md $(BENCH_DIR)/results.json $(BENCH_DIR)/results.png benchmarks/toy/
 
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider

@@ -172,27 +172,3 @@ def test_a_seeded_run_repeats_exactly(toy):
         runs.append(_logged_losses(toy / name))
     assert len(runs[0]) == 4 and runs[0] == runs[1]
 
-
-def test_main_job_seeds_every_training_and_keeps_only_same_seed_models(tmp_path, monkeypatch):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'toy_main_job', os.path.join(REPO, 'tools', 'toy_main_job.py'))
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
-    commands = []
-
-    def fake_run(cmd, log_file):
-        commands.append(cmd)
-        (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
-        return 12.5
-
-    monkeypatch.setattr(job, 'run', fake_run)
-    assert job.train('configs/toy/gfl_r18_fpn_toy.py', str(tmp_path), seed=7) == 12.5
-    assert commands[-1][-2:] == ['--cfg-options', 'randomness.seed=7']
-    assert job.read_seed(str(tmp_path)) == 7
-    # kept when the seed matches, trained again when it does not, unseeded: no seed option
-    job.train('configs/toy/gfl_r18_fpn_toy.py', str(tmp_path), keep_trained=True, seed=7)
-    assert len(commands) == 1
-    job.train('configs/toy/gfl_r18_fpn_toy.py', str(tmp_path), keep_trained=True, seed=None)
-    assert len(commands) == 2 and '--cfg-options' not in commands[-1]
-    assert job.read_seed(str(tmp_path)) is None

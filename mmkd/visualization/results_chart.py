@@ -1,9 +1,11 @@
-"""The main job's mAP table as a bar chart.
+"""The main job's mAP table as a bar chart, with error bars over seeds.
 
     python -m mmkd.visualization.results_chart work_dirs/toy/results.json --out results.png
 
-``rows`` is the dict that ``tools/toy_main_job.py`` writes to ``results.json``: model name ->
-``dict(role=..., AP=..., AP50=..., AP75=..., ...)`` (percent).
+``rows``: model name -> ``dict(role=..., AP=..., AP50=..., AP75=...)`` (percent; the mean over
+seeds), and optionally ``AP_sd``, ``AP50_sd``, ``AP75_sd`` (the standard deviation over seeds),
+drawn as error bars. ``tools/toy_main_job.py`` writes these rows under ``chart_rows`` in its
+``results.json``.
 """
 import argparse
 import json
@@ -23,7 +25,8 @@ def results_chart_px() -> tuple:
 
 
 def plot_results(rows: Dict[str, dict], out_png: str, title: str = None) -> str:
-    """Grouped bars (AP, AP50, AP75) per model, coloured by role, values written on the bars.
+    """Grouped bars (AP, AP50, AP75) per model, coloured by role, values written on the bars,
+    error bars (+- one standard deviation) where a row gives ``<metric>_sd``.
 
     Returns the path written.
     """
@@ -41,17 +44,25 @@ def plot_results(rows: Dict[str, dict], out_png: str, title: str = None) -> str:
         for i, name in enumerate(names):
             role = rows[name].get('role', '')
             value = float(rows[name].get(metric, float('nan')))
+            sd = rows[name].get(metric + '_sd')
             color = ROLE_COLORS.get(role, DISTILLED_COLOR)
             x = i + (m - (len(METRICS) - 1) / 2) * width
             ax.bar(x, value, width, color=color, hatch=hatch, edgecolor='black', linewidth=0.5)
-            ax.text(x, value, f'{value:.1f}', ha='center', va='bottom', fontsize=7, rotation=90)
+            end = value
+            if sd is not None and value == value:
+                ax.errorbar(x, value, yerr=float(sd), ecolor='black', elinewidth=0.8,
+                            capsize=2)
+                end = value + float(sd)
+            ax.text(x, end, f'{value:.1f}', ha='center', va='bottom', fontsize=7, rotation=90)
             if value == value:
-                top, bottom = max(top, value), min(bottom, value)  # COCO's -1: no GT
+                top, bottom = max(top, end), min(bottom, value)  # COCO's -1: no GT
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([f'{n}\n({rows[n].get("role", "")})' for n in names], rotation=20,
+    # teachers and baselines say so under their name; any other role is a distillation method
+    ax.set_xticklabels([f'{n}\n({rows[n]["role"]})' if rows[n].get('role') in ROLE_COLORS
+                        else n for n in names], rotation=20 if len(names) < 8 else 35,
                        ha='right', fontsize=7)
     ax.set_ylabel('COCO box AP (%)')
-    ax.set_ylim(bottom * 1.1, max(top * 1.1, 1.0))
+    ax.set_ylim(bottom * 1.1, max(top * 1.15, 1.0))
     ax.grid(axis='y', alpha=0.3)
     legend = [Patch(facecolor='white', edgecolor='black', hatch=h, label=m)
               for m, h in zip(METRICS, hatches)]
@@ -71,7 +82,8 @@ def main() -> None:
     parser.add_argument('--out', required=True, help='PNG to write')
     args = parser.parse_args()
     with open(args.results_json) as f:
-        plot_results(json.load(f), args.out)
+        results = json.load(f)
+    plot_results(results.get('chart_rows', results), args.out, results.get('chart_title'))
     print(f'wrote {args.out}')
 
 
