@@ -12,7 +12,7 @@ import os.path as osp
 import torch
 
 import mmkd  # noqa: F401  (allow-lists mmengine's checkpoint types for weights_only loading)
-from mmkd.models.algorithms.student_only import STUDENT_PREFIX, student_state_dict
+from mmkd.models.algorithms.checkpoint_keys import STUDENT_PREFIX, student_state_dict
 
 
 def export_student(src: str, dst: str) -> int:
