@@ -340,8 +340,7 @@ class Visualizer:
 
     # -- 02
     def fgd(self):
-        from mmkd.models.losses.fgd import FGDLoss, fgd_attention
-        from mmkd.models.utils.box_mask import fgd_masks
+        from mmkd.models.losses.fgd import FGDLoss, fgd_attention, fgd_masks
         if len(self.gt_np) == 0:
             return self.skip('fgd', 'no GT boxes: the foreground mask is empty')
         found = find_losses(self.model, FGDLoss)
@@ -395,8 +394,7 @@ class Visualizer:
 
     # -- 03
     def defeat(self):
-        from mmkd.models.losses.defeat import DeFeatLoss
-        from mmkd.models.utils.box_mask import defeat_gt_masks, map_boxes_to_levels
+        from mmkd.models.losses.defeat import DeFeatLoss, defeat_gt_masks, map_boxes_to_levels
         if len(self.gt_np) == 0:
             return self.skip('defeat', 'no GT boxes to assign')
         found = find_losses(self.model, DeFeatLoss)

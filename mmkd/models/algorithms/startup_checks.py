@@ -3,9 +3,10 @@
 Called at the end of ``DetectionDistill.__init__`` (so ``tools/train.py`` fails in its first
 seconds, not at the first iteration or hour 30). Each error names the problem and the fix.
 
-- **classes**: a loss that compares class logits (KD, DKD, LD, DeFeat head, or any recorder on
-  the detection heads) needs student and teacher heads with the same ``num_classes``; compared at
-  build.
+- **classes**: a loss that compares class logits (a loss class with
+  ``compares_class_logits = True``: KD, LD, GFL LD, DKD, DeFeat head; or any loss fed by a
+  recorder on the detection heads or on the RoI logits) needs student and teacher heads with the
+  same ``num_classes``; compared at build.
 - **dry run**: one small forward (2 x 3 x 128 x 128, ``no_grad``, eval mode, a private random
   generator so that the global RNG is untouched) of teacher and student through the distiller's
   recorders, then every loss whose inputs all come from module recorders is called on what was
@@ -22,10 +23,8 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
-#: losses that compare class logits of student and teacher
-LOGIT_LOSSES = ('KDLoss', 'DKDLoss', 'LDLoss', 'GFLLDLoss', 'DeFeatHeadLoss')
-#: BatchData sources that carry class logits
-LOGIT_SOURCES = ('student_roi_cls_scores', 'teacher_roi_cls_scores')
+from ..recorders import ROI_LOGIT_SOURCES, is_module_recorder
+
 _HEADS = ('bbox_head', 'roi_head')
 DRY_RUN_SIZE = 128
 DRY_RUN_BATCH = 2
@@ -54,11 +53,11 @@ def _recorders(distiller) -> list:
 def _logit_losses(distiller) -> list:
     """Names of the losses that compare class logits."""
     by_type = [name for name, loss in distiller.distill_losses.items()
-               if type(loss).__name__ in LOGIT_LOSSES]
+               if getattr(loss, 'compares_class_logits', False)]
     logit_recorders = {
         name for side in (distiller.student_recorders, distiller.teacher_recorders)
         for name, r in side.recorders.items()
-        if r.source in LOGIT_SOURCES or str(r.source).split('.')[0] in _HEADS
+        if r.source in ROI_LOGIT_SOURCES or str(r.source).split('.')[0] in _HEADS
     }
     by_input = [name for name, mapping in distiller.loss_forward_mappings.items()
                 if any(rec.get('recorder') in logit_recorders for rec in mapping.values())]
@@ -103,8 +102,7 @@ def _module_records(distiller, mapping: Dict[str, dict]) -> bool:
     """True when every input of a loss comes from a module recorder (not BatchData)."""
     for rec in mapping.values():
         side = distiller.student_recorders if rec['from_student'] else distiller.teacher_recorders
-        kind = type(side.get_recorder(rec['recorder'])).__name__
-        if kind not in ('ModuleOutputsRecorder', 'ModuleInputsRecorder'):
+        if not is_module_recorder(side.get_recorder(rec['recorder'])):
             return False
     return True
 
