@@ -377,6 +377,68 @@ def kd_oracle(S: Tensor, T: Tensor, tau: float, weight=None, avg_factor=None,
     return total / len(rows) if avg_factor is None else total / (avg_factor + EPS32)
 
 
+# --------------------------------------------------------------------------------- LD's VLR
+def ld_bbox_overlaps_oracle(a: Sequence[float], b: Sequence[float], mode: str,
+                            eps: float = 1e-6) -> float:
+    """HikariTJU/LD (4287990c) ``mmdet/core/bbox/iou_calculators/iou2d_calculator.py``
+    ``bbox_overlaps`` L43-188 for one pair: ``union`` is the union for 'iou' and the area of
+    ``a`` (the anchor) for every other mode, L146-149; ``max(union, eps)``, L165-166;
+    'diou' = overlap / union - rho^2 / max(c^2, eps), L179-187."""
+    area1 = (a[2] - a[0]) * (a[3] - a[1])
+    area2 = (b[2] - b[0]) * (b[3] - b[1])
+    overlap = max(0., min(a[2], b[2]) - max(a[0], b[0])) * max(0., min(a[3], b[3]) -
+                                                               max(a[1], b[1]))
+    union = area1 + area2 - overlap if mode == 'iou' else area1
+    ious = overlap / max(union, eps)
+    if mode == 'iou':
+        return ious
+    assert mode == 'diou', mode
+    rho2 = ((b[0] + b[2]) - (a[0] + a[2]))**2 / 4 + ((b[1] + b[3]) - (a[1] + a[3]))**2 / 4
+    enclose_w = max(0., max(a[2], b[2]) - min(a[0], b[0]))
+    enclose_h = max(0., max(a[3], b[3]) - min(a[1], b[1]))
+    return ious - rho2 / max(enclose_w**2 + enclose_h**2, eps)
+
+
+def vlr_oracle(anchors: Tensor, counts: Sequence[int], gts: Tensor, topk: int = 9,
+               gamma: float = 0.25, paper_diou: bool = False) -> Tensor:
+    """HikariTJU/LD (4287990c) ``mmdet/core/bbox/assigners/atss_assigner.py``
+    ``get_vlr_region`` L183-298, in float64 Python: per GT, the ``min(topk, n_l)`` centre-nearest
+    anchors of every level give alpha_pos = mean + unbiased std of their IoUs (L254-269); every
+    anchor of every level is a candidate (``selectable_k = bboxes_per_level``) and lies in the
+    GT's region when ``gamma * alpha_pos <= diou < alpha_pos`` with the 'diou' of
+    :func:`ld_bbox_overlaps_oracle` (L272-273); its value is the largest plain IoU over the GTs
+    whose region holds it (L281-296), 0 outside every region.
+
+    ``paper_diou=True`` puts the paper's DIoU (IoU minus the same penalty) in place of the
+    official one; not a reference, only there to show that a test case tells the two apart."""
+    anchors, gts = anchors.double().tolist(), gts.double().tolist()
+    value = [0.0] * len(anchors)
+    for g in gts:
+        gcx, gcy = (g[0] + g[2]) / 2, (g[1] + g[3]) / 2
+        near, start = [], 0
+        for n in counts:
+            idx = list(range(start, start + n))
+            idx.sort(key=lambda i: math.hypot((anchors[i][0] + anchors[i][2]) / 2 - gcx,
+                                              (anchors[i][1] + anchors[i][3]) / 2 - gcy))
+            near += idx[:topk]
+            start += n
+        ious = [ld_bbox_overlaps_oracle(anchors[i], g, 'iou') for i in near]
+        if len(ious) < 2:
+            continue  # std of one value is NaN: no comparison holds
+        mean = sum(ious) / len(ious)
+        alpha_pos = mean + math.sqrt(sum((v - mean)**2 for v in ious) / (len(ious) - 1))
+        for i, a in enumerate(anchors):
+            diou = ld_bbox_overlaps_oracle(a, g, 'diou')
+            if paper_diou:  # replace overlap / area(a) by the IoU
+                area_a = max((a[2] - a[0]) * (a[3] - a[1]), 1e-6)
+                inter = max(0., min(a[2], g[2]) - max(a[0], g[0])) * max(
+                    0., min(a[3], g[3]) - max(a[1], g[1]))
+                diou += ld_bbox_overlaps_oracle(a, g, 'iou') - inter / area_a
+            if gamma * alpha_pos <= diou < alpha_pos:
+                value[i] = max(value[i], ld_bbox_overlaps_oracle(a, g, 'iou'))
+    return torch.tensor(value, dtype=torch.float64)
+
+
 # ------------------------------------------------------------------------------- LD on GFL
 def gfl_ld_oracle(preds_S, preds_T, gts, metas, strides: Sequence[int], reg_max: int,
                   tau_ld: float = 10., tau_kd: float = 2., w_ld: float = .25, w_kd: float = 10.,
@@ -385,15 +447,13 @@ def gfl_ld_oracle(preds_S, preds_T, gts, metas, strides: Sequence[int], reg_max:
     L198-199, Main LD / KD L235-244, VLR LD L254-266), looping per level / image / anchor.
 
     GFL anchors (one square of side 8 * stride per location), valid inside each image's
-    ``pad_shape``; assignment by mmdet's own ``ATSSAssigner`` (topk 9); VLR by mmkd's
-    ``vlr_region`` (checked separately in ``tests/test_vlr.py``). Main LD = w_ld * sum_pos
-    sum_edges s_i kl_ie / (4 + eps), Main KD = w_kd * sum_pos kl_i / (#pos of the level + eps),
-    VLR LD = w_vlr * sum_vlr sum_edges v_i kl_ie / (16 + eps); each summed over levels.
+    ``pad_shape``; assignment by mmdet's own ``ATSSAssigner`` (topk 9); VLR by
+    :func:`vlr_oracle`. Main LD = w_ld * sum_pos sum_edges s_i kl_ie / (4 + eps), Main KD =
+    w_kd * sum_pos kl_i / (#pos of the level + eps), VLR LD = w_vlr * sum_vlr sum_edges v_i
+    kl_ie / (16 + eps); each summed over levels.
     """
     from mmdet.models.task_modules.assigners import ATSSAssigner
     from mmengine.structures import InstanceData
-
-    from mmkd.models.utils import vlr_region
     assigner = ATSSAssigner(topk=9)
     (cls_S, reg_S), (cls_T, reg_T) = preds_S, preds_T
     bins = reg_max + 1
@@ -416,7 +476,7 @@ def gfl_ld_oracle(preds_S, preds_T, gts, metas, strides: Sequence[int], reg_max:
         label = torch.full((len(anchors), ), -1, dtype=torch.long)
         value = torch.zeros(len(anchors), dtype=torch.float64)
         label[valid] = torch.where(res.gt_inds > 0, res.labels, torch.full_like(res.labels, -1))
-        value[valid] = vlr_region(anchors[valid], counts, gt.bboxes).double()
+        value[valid] = vlr_oracle(anchors[valid], counts, gt.bboxes)
         per_img.append((label, value))
     out = dict(main_ld=0., main_kd=0., vlr_ld=0.)
     start = 0
