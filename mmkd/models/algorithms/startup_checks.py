@@ -7,8 +7,8 @@ seconds, not at the first iteration or hour 30). Each error names the problem an
   ``compares_class_logits = True``: KD, LD, GFL LD, DKD, DeFeat head; or any loss fed by a
   recorder on the detection heads or on the RoI logits) needs student and teacher heads with the
   same ``num_classes``; compared at build.
-- **dry run**: one small forward (2 x 3 x 128 x 128, ``no_grad``, eval mode, a private random
-  generator so that the global RNG is untouched) of teacher and student through the distiller's
+- **dry run**: one small forward (2 x 3 x 128 x 128, ``no_grad``, eval mode, the input drawn
+  from a private generator) of teacher and student through the distiller's
   recorders, then every loss whose inputs all come from module recorders is called on what was
   recorded (connectors applied). A loss that fails is reported with the shapes it got; a
   channel mismatch (``preds_S`` and ``preds_T`` with different ``C``) is named as such, with the
@@ -16,10 +16,18 @@ seconds, not at the first iteration or hour 30). Each error names the problem an
   may be what upsets the loss. Losses fed by ``mmkd.BatchData`` (ground truth, RoIs) are not
   dry-run: they take their own channel arguments (e.g. FGD's ``student_channels`` and
   ``teacher_channels``).
-"""
-import warnings
-from typing import Any, Dict, Optional
 
+The checks leave no trace: every random number generator the dry run can draw from (Python's
+``random``, NumPy's, torch's CPU and CUDA generators; e.g. ``MGDConnector`` draws its mask from
+torch's) is restored afterwards, so a seeded run gives the same numbers with the checks on or
+off.
+"""
+import random
+import warnings
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Optional
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -117,6 +125,19 @@ def _needs_head(distiller, names: list) -> bool:
     return bool(sources - {'backbone', 'neck'})
 
 
+@contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's (CPU and every CUDA device's) RNG state on exit."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 def _forward_for_records(model: nn.Module, x: torch.Tensor, head: bool) -> None:
     feats = model.extract_feat(x)
     if head:
@@ -146,7 +167,7 @@ def dry_run_losses(algo: nn.Module) -> None:
     was_training = algo.training
     algo.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), preserved_rng_state():
             with distiller.teacher_recorders:
                 _forward_for_records(algo.teacher, x, head)
             with distiller.student_recorders:
