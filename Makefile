@@ -16,4 +16,4 @@ test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 benchmark: setup
-	$(PY) tools/benchmark_losses.py
+	$(PY) tools/analysis_tools/benchmark_losses.py

@@ -24,7 +24,8 @@ DEFEAT_TOY = osp.join(
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', name + '.py'))
+    path = osp.join(REPO, 'tools', 'analysis_tools', name + '.py')
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -52,8 +53,8 @@ def toy(tmp_path_factory):
 
 def visualize(toy, name, out):
     image = toy / 'data' / 'val' / '00001.png'  # four objects
-    proc = subprocess.run([sys.executable, 'tools/visualize_distill.py', str(toy / f'{name}.py'),
-                           '--image', str(image), '--out', str(out)],
+    proc = subprocess.run([sys.executable, 'tools/analysis_tools/visualize_distill.py',
+                           str(toy / f'{name}.py'), '--image', str(image), '--out', str(out)],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     with open(out / 'summary.json') as f:

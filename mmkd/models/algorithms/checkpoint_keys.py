@@ -1,7 +1,7 @@
 """Checkpoint keys: the prefixes of distillation checkpoints and a report of what does not fit.
 
 Shared by the teacher loader (:mod:`.teacher_checkpoint`) and the student-only loader and
-export (:mod:`.student_only`, ``tools/export_student.py``).
+export (:mod:`.student_only`, ``tools/model_converters/export_student.py``).
 """
 from collections import OrderedDict
 from typing import List, Mapping, Optional, Tuple
