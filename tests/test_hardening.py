@@ -1,4 +1,4 @@
-"""Hardening (issue 5): faults survived, bad input refused at start-up with the fix named.
+"""Hardening: faults survived, bad input refused at start-up with the fix named.
 
 Training runs are tiny toy runs (a few 128x128 images, 2-4 iterations) through the CLI, as in
 tests/test_toy_end_to_end.py, or in process through mmengine's Runner.

@@ -1,4 +1,4 @@
-"""What distillation costs on top of training the student, per method (issue 5).
+"""What distillation costs on top of training the student, per method.
 
     python tools/analysis_tools/benchmark_distill.py [--methods pkd ld ...] [--repeats 5]
         [--warmup 2] [--size 128] [--batch 2] [--threads 1] [--no-sizes]
