@@ -1,5 +1,6 @@
-# Fresh machine: `make toy` (main job on the built-in data set), `make test` (test suite).
-# Both create/complete the virtual environment first (tools/setup_env.sh; safe to re-run).
+# Fresh machine: `make toy` (main job on the built-in data set), `make test` (test suite),
+# `make lint` (flake8, settings in setup.cfg). Each creates/completes the virtual environment
+# first (tools/setup_env.sh; safe to re-run).
 # `make toy-bench`: every toy method of both detector families over 3 seeds, resumable; its
 # report is copied to benchmarks/toy/ (tracked; checkpoints stay in $(BENCH_DIR)).
 VENV ?= .venv
@@ -9,7 +10,7 @@ SEED ?= 0
 BENCH_DIR ?= work_dirs/toy_bench
 BENCH_SEEDS ?= 0 1 2
 
-.PHONY: setup toy toy-bench test benchmark
+.PHONY: setup toy toy-bench test lint benchmark
 setup:
 	MMKD_VENV=$(VENV) bash tools/setup_env.sh
 
@@ -25,5 +26,8 @@ toy-bench: setup
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
+lint: setup
+	$(PY) -m flake8
+
 benchmark: setup
-	$(PY) tools/benchmark_losses.py
+	$(PY) tools/analysis_tools/benchmark_losses.py

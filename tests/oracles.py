@@ -6,6 +6,7 @@ and per box, as the official implementations do, and never calls mmkd helpers: t
 taken from an mmkd module is its parameters (passed in as tensors). Each function names the
 official file it follows and the deliberate mmkd difference it encodes (if any).
 """
+import math
 from typing import Dict, List, Sequence
 
 import torch
@@ -288,6 +289,224 @@ def hcl_oracle(fstudent: Sequence[Tensor], fteacher: Sequence[Tensor],
     return loss_all * loss_weight
 
 
+# --------------------------------------------------------------------------------------- PKD
+def pkd_oracle(s: Tensor, t: Tensor) -> float:
+    """mmrazor ``losses/pkd_loss.py`` L31-83 for one level, per channel in float64: standardise
+    over (N, H, W) with the unbiased std (+1e-6), then half the mean squared difference over
+    every element."""
+    s, t = s.detach().double(), t.detach().double()
+    n, c, h, w = s.shape
+    total = 0.0
+    for ch in range(c):
+        a, b = s[:, ch].reshape(-1), t[:, ch].reshape(-1)
+        za = (a - a.mean()) / (a.std() + 1e-6)
+        zb = (b - b.mean()) / (b.std() + 1e-6)
+        total += float(((za - zb)**2).sum())
+    return total / (n * c * h * w) / 2
+
+
+# --------------------------------------------------------------------------------------- DKD
+def dkd_oracle(S: Tensor, T: Tensor, labels: Tensor, tau: float, alpha: float,
+               beta: float) -> Tensor:
+    """mdistiller ``mdistiller/distillers/DKD.py`` L8-51, one RoI at a time: b = [p_gt,
+    sum_{k != gt} p_k]; TCKD = KL(b_T || b_S); NCKD = KL over the non-target classes
+    renormalised (the official code subtracts 1000 from the target logit, the same up to
+    exp(-1000)); both * tau^2, summed over RoIs / #RoIs."""
+    total = 0.
+    for i in range(S.shape[0]):
+        g = int(labels[i])
+        pS, pT = torch.softmax(S[i] / tau, 0), torch.softmax(T[i].detach() / tau, 0)
+        others = [k for k in range(S.shape[1]) if k != g]
+        bS = torch.stack([pS[g], pS[others].sum()])
+        bT = torch.stack([pT[g], pT[others].sum()])
+        tckd = (bT * (bT.log() - bS.log())).sum()
+        qS = torch.softmax(S[i, others] / tau, 0)
+        qT = torch.softmax(T[i, others].detach() / tau, 0)
+        nckd = (qT * (qT.log() - qS.log())).sum()
+        total = total + (alpha * tckd + beta * nckd) * tau**2
+    return total / S.shape[0]
+
+
+# ------------------------------------------------------------------------------ DeFeat head
+def defeat_head_oracle(S: Tensor, T: Tensor, labels: Tensor, tau: float, w_fg: float,
+                       w_bg: float):
+    """ggjy/DeFeat.pytorch ``mmdet/apis/train.py`` L88-103 (``KLDivergenceLoss``) with the
+    ``KL-decouple`` branch L228-297: for fg RoIs (label < K) and bg RoIs (label == K, K = the
+    last logit; mmkd's deliberate difference, officially ``labels.max()``) separately,
+    sum KL(softmax(t/tau) || softmax(s/tau)) / #RoIs * tau^2; returns (fg, bg) weighted."""
+    bg = S.shape[1] - 1
+    sums, counts = {'fg': 0., 'bg': 0.}, {'fg': 0, 'bg': 0}
+    for i in range(S.shape[0]):
+        key = 'bg' if int(labels[i]) == bg else 'fg'
+        pS = torch.log_softmax(S[i] / tau, 0)
+        pT = torch.softmax(T[i].detach() / tau, 0)
+        sums[key] = sums[key] + sum(pT[c] * (torch.log(pT[c]) - pS[c]) for c in range(S.shape[1]))
+        counts[key] += 1
+    fg = sums['fg'] / counts['fg'] * tau**2 if counts['fg'] else 0.
+    bg = sums['bg'] / counts['bg'] * tau**2 if counts['bg'] else 0.
+    return w_fg * fg, w_bg * bg
+
+
+# ---------------------------------------------------------------------------------- KD / LD
+#: mmdet 3.x ``weight_reduce_loss`` adds this to ``avg_factor``
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def kd_row_oracle(s: Tensor, t: Tensor, tau: float, over: str = 'mean') -> Tensor:
+    """HikariTJU/LD ``mmdet/models/losses/kd_loss.py`` L10-36 for one row, written out:
+    tau^2 * mean_j pT_j (log pT_j - log pS_j), p = softmax(z / tau); ``over='sum'`` is the
+    textbook KL (autograd-able, any float dtype)."""
+    ps = [torch.exp(v / tau) for v in s]
+    zs = sum(ps)
+    log_ps = [torch.log(p / zs) for p in ps]
+    pt = [torch.exp(v / tau) for v in t.detach()]
+    zt = sum(pt)
+    pt = [p / zt for p in pt]
+    terms = [pt[j] * (torch.log(pt[j]) - log_ps[j]) for j in range(len(s))]
+    total = sum(terms)
+    return (total / len(s) if over == 'mean' else total) * tau * tau
+
+
+def kd_oracle(S: Tensor, T: Tensor, tau: float, weight=None, avg_factor=None,
+              over: str = 'mean') -> Tensor:
+    """``kd_row_oracle`` per row, weighted, then mmdet's ``weight_reduce_loss``: mean over rows,
+    or the sum / (avg_factor + float32 eps)."""
+    rows = [kd_row_oracle(S[i], T[i], tau, over) * (1 if weight is None else weight[i])
+            for i in range(S.shape[0])]
+    total = sum(rows)
+    return total / len(rows) if avg_factor is None else total / (avg_factor + EPS32)
+
+
+# --------------------------------------------------------------------------------- LD's VLR
+def ld_bbox_overlaps_oracle(a: Sequence[float], b: Sequence[float], mode: str,
+                            eps: float = 1e-6) -> float:
+    """HikariTJU/LD (4287990c) ``mmdet/core/bbox/iou_calculators/iou2d_calculator.py``
+    ``bbox_overlaps`` L43-188 for one pair: ``union`` is the union for 'iou' and the area of
+    ``a`` (the anchor) for every other mode, L146-149; ``max(union, eps)``, L165-166;
+    'diou' = overlap / union - rho^2 / max(c^2, eps), L179-187."""
+    area1 = (a[2] - a[0]) * (a[3] - a[1])
+    area2 = (b[2] - b[0]) * (b[3] - b[1])
+    overlap = max(0., min(a[2], b[2]) - max(a[0], b[0])) * max(0., min(a[3], b[3]) -
+                                                               max(a[1], b[1]))
+    union = area1 + area2 - overlap if mode == 'iou' else area1
+    ious = overlap / max(union, eps)
+    if mode == 'iou':
+        return ious
+    assert mode == 'diou', mode
+    rho2 = ((b[0] + b[2]) - (a[0] + a[2]))**2 / 4 + ((b[1] + b[3]) - (a[1] + a[3]))**2 / 4
+    enclose_w = max(0., max(a[2], b[2]) - min(a[0], b[0]))
+    enclose_h = max(0., max(a[3], b[3]) - min(a[1], b[1]))
+    return ious - rho2 / max(enclose_w**2 + enclose_h**2, eps)
+
+
+def vlr_oracle(anchors: Tensor, counts: Sequence[int], gts: Tensor, topk: int = 9,
+               gamma: float = 0.25, paper_diou: bool = False) -> Tensor:
+    """HikariTJU/LD (4287990c) ``mmdet/core/bbox/assigners/atss_assigner.py``
+    ``get_vlr_region`` L183-298, in float64 Python: per GT, the ``min(topk, n_l)`` centre-nearest
+    anchors of every level give alpha_pos = mean + unbiased std of their IoUs (L254-269); every
+    anchor of every level is a candidate (``selectable_k = bboxes_per_level``) and lies in the
+    GT's region when ``gamma * alpha_pos <= diou < alpha_pos`` with the 'diou' of
+    :func:`ld_bbox_overlaps_oracle` (L272-273); its value is the largest plain IoU over the GTs
+    whose region holds it (L281-296), 0 outside every region.
+
+    ``paper_diou=True`` puts the paper's DIoU (IoU minus the same penalty) in place of the
+    official one; not a reference, only there to show that a test case tells the two apart."""
+    anchors, gts = anchors.double().tolist(), gts.double().tolist()
+    value = [0.0] * len(anchors)
+    for g in gts:
+        gcx, gcy = (g[0] + g[2]) / 2, (g[1] + g[3]) / 2
+        near, start = [], 0
+        for n in counts:
+            idx = list(range(start, start + n))
+            idx.sort(key=lambda i: math.hypot((anchors[i][0] + anchors[i][2]) / 2 - gcx,
+                                              (anchors[i][1] + anchors[i][3]) / 2 - gcy))
+            near += idx[:topk]
+            start += n
+        ious = [ld_bbox_overlaps_oracle(anchors[i], g, 'iou') for i in near]
+        if len(ious) < 2:
+            continue  # std of one value is NaN: no comparison holds
+        mean = sum(ious) / len(ious)
+        alpha_pos = mean + math.sqrt(sum((v - mean)**2 for v in ious) / (len(ious) - 1))
+        for i, a in enumerate(anchors):
+            diou = ld_bbox_overlaps_oracle(a, g, 'diou')
+            if paper_diou:  # replace overlap / area(a) by the IoU
+                area_a = max((a[2] - a[0]) * (a[3] - a[1]), 1e-6)
+                inter = max(0., min(a[2], g[2]) - max(a[0], g[0])) * max(
+                    0., min(a[3], g[3]) - max(a[1], g[1]))
+                diou += ld_bbox_overlaps_oracle(a, g, 'iou') - inter / area_a
+            if gamma * alpha_pos <= diou < alpha_pos:
+                value[i] = max(value[i], ld_bbox_overlaps_oracle(a, g, 'iou'))
+    return torch.tensor(value, dtype=torch.float64)
+
+
+# ------------------------------------------------------------------------------- LD on GFL
+def gfl_ld_oracle(preds_S, preds_T, gts, metas, strides: Sequence[int], reg_max: int,
+                  tau_ld: float = 10., tau_kd: float = 2., w_ld: float = .25, w_kd: float = 10.,
+                  w_vlr: float = .25) -> Dict[str, Tensor]:
+    """HikariTJU/LD ``mmdet/models/dense_heads/ld_head.py`` ``loss_single`` L116-282 (weights
+    L198-199, Main LD / KD L235-244, VLR LD L254-266), looping per level / image / anchor.
+
+    GFL anchors (one square of side 8 * stride per location), valid inside each image's
+    ``pad_shape``; assignment by mmdet's own ``ATSSAssigner`` (topk 9); VLR by
+    :func:`vlr_oracle`. Main LD = w_ld * sum_pos sum_edges s_i kl_ie / (4 + eps), Main KD =
+    w_kd * sum_pos kl_i / (#pos of the level + eps), VLR LD = w_vlr * sum_vlr sum_edges v_i
+    kl_ie / (16 + eps); each summed over levels.
+    """
+    from mmdet.models.task_modules.assigners import ATSSAssigner
+    from mmengine.structures import InstanceData
+    assigner = ATSSAssigner(topk=9)
+    (cls_S, reg_S), (cls_T, reg_T) = preds_S, preds_T
+    bins = reg_max + 1
+    per_img = []
+    for gt, meta in zip(gts, metas):
+        anchors, valid, counts = [], [], []
+        for lvl, s in enumerate(strides):
+            h, w = cls_S[lvl].shape[-2:]
+            n = 0
+            for y in range(h):
+                for x in range(w):
+                    anchors.append([x * s - 4 * s, y * s - 4 * s, x * s + 4 * s, y * s + 4 * s])
+                    ok = (y < math.ceil(meta['pad_shape'][0] / s)
+                          and x < math.ceil(meta['pad_shape'][1] / s))
+                    valid.append(ok)
+                    n += ok
+            counts.append(n)
+        anchors, valid = torch.tensor(anchors), torch.tensor(valid)
+        res = assigner.assign(InstanceData(priors=anchors[valid]), counts, gt)
+        label = torch.full((len(anchors), ), -1, dtype=torch.long)
+        value = torch.zeros(len(anchors), dtype=torch.float64)
+        label[valid] = torch.where(res.gt_inds > 0, res.labels, torch.full_like(res.labels, -1))
+        value[valid] = vlr_oracle(anchors[valid], counts, gt.bboxes)
+        per_img.append((label, value))
+    out = dict(main_ld=0., main_kd=0., vlr_ld=0.)
+    start = 0
+    for lvl in range(len(strides)):
+        h, w = cls_S[lvl].shape[-2:]
+        num_pos, ld, kd, vl = 0, 0., 0., 0.
+        for i in range(len(gts)):
+            label, value = per_img[i]
+            for y in range(h):
+                for x in range(w):
+                    a = start + y * w + x
+                    dS = reg_S[lvl][i, :, y, x].reshape(4, bins)
+                    dT = reg_T[lvl][i, :, y, x].reshape(4, bins)
+                    if label[a] >= 0:
+                        num_pos += 1
+                        s_i = cls_S[lvl][i, :, y, x].detach().sigmoid().max()
+                        ld = ld + sum(s_i * kd_row_oracle(dS[e], dT[e], tau_ld)
+                                      for e in range(4))
+                        kd = kd + kd_row_oracle(cls_S[lvl][i, :, y, x], cls_T[lvl][i, :, y, x],
+                                                tau_kd)
+                    if value[a] > 0:
+                        vl = vl + sum(value[a] * kd_row_oracle(dS[e], dT[e], tau_ld)
+                                      for e in range(4))
+        out['main_ld'] = out['main_ld'] + w_ld * ld / (4 + EPS32)
+        out['main_kd'] = out['main_kd'] + (w_kd * kd / (num_pos + EPS32) if num_pos else 0.)
+        out['vlr_ld'] = out['vlr_ld'] + w_vlr * vl / (16 + EPS32)
+        start += h * w
+    return out
+
+
 # ---------------------------------------------------------------------------------- helpers
 def random_boxes(num: int, img_h: float, img_w: float, gen: torch.Generator,
                  min_size: float = 2.0) -> Tensor:
@@ -303,10 +522,42 @@ def random_boxes(num: int, img_h: float, img_w: float, gen: torch.Generator,
     return torch.stack([x1, y1, x1 + bw * shrink + 1, y1 + bh * shrink + 1], dim=1)
 
 
+def random_levels(shapes: Sequence[Sequence[int]], n: int = 2, cs: int = 4, ct: int = 4,
+                  seed: int = 0, dtype: torch.dtype = torch.float32):
+    """Student (``requires_grad``) and teacher N x C x H x W maps of standard-normal values,
+    one pair per ``(H, W)`` of ``shapes``."""
+    gen = torch.Generator().manual_seed(seed)
+    S = [torch.randn(n, cs, h, w, generator=gen).to(dtype).requires_grad_() for h, w in shapes]
+    T = [torch.randn(n, ct, h, w, generator=gen).to(dtype) for h, w in shapes]
+    return S, T
+
+
+def randomise_parameters(module: torch.nn.Module, seed: int, std: float = 0.2,
+                         vector_mean: float = 0.0) -> torch.nn.Module:
+    """Every parameter ~ N(0, std^2) (1-D ones, e.g. norm scales, centred on ``vector_mean``),
+    so that no zero-initialised layer hides a gradient."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * std +
+                    (vector_mean if p.dim() == 1 else 0.0))
+    return module
+
+
+def assert_close_rel(ours: Tensor, ref, rtol: float = 1e-5) -> None:
+    """``rtol`` relative; elements near zero are compared against 1e-6 of the largest
+    magnitude (a float32 result against a float64 reference)."""
+    ref = torch.as_tensor(ref).detach().double()
+    atol = max(1e-6 * ref.abs().max().item(), 1e-12)
+    torch.testing.assert_close(ours.detach().double(), ref, rtol=rtol, atol=atol)
+
+
 def rel_err(a: Tensor, b: Tensor) -> float:
     """max |a - b| / max(max |b|, tiny)."""
     a, b = a.detach().double(), b.detach().double()
     return (a - b).abs().max().item() / max(b.abs().max().item(), 1e-30)
 
 
-__all__ = [name for name in dir() if name.endswith('_oracle')] + ['random_boxes', 'rel_err']
+__all__ = [name for name in dir() if name.endswith('_oracle')] + [
+    'EPS32', 'assert_close_rel', 'random_boxes', 'random_levels', 'randomise_parameters', 'rel_err'
+]

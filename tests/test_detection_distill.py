@@ -201,8 +201,8 @@ def test_a_teacher_padding_coarser_than_the_student_is_refused(pkd_cfg):
 
 
 def test_student_only_weights_load_strictly(pkd_cfg, tmp_path):
-    from mmkd.models.algorithms.student_only import (load_student_weights, student_model_cfg,
-                                                     student_state_dict)
+    from mmkd.models.algorithms.checkpoint_keys import student_state_dict
+    from mmkd.models.algorithms.student_only import load_student_weights, student_model_cfg
     algo = build(pkd_cfg)
     path = tmp_path / 'distill.pth'
     torch.save(dict(state_dict=algo.state_dict()), path)

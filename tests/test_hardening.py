@@ -1,4 +1,4 @@
-"""Hardening (issue 5): faults survived, bad input refused at start-up with the fix named.
+"""Hardening: faults survived, bad input refused at start-up with the fix named.
 
 Training runs are tiny toy runs (a few 128x128 images, 2-4 iterations) through the CLI, as in
 tests/test_toy_end_to_end.py, or in process through mmengine's Runner.
@@ -27,6 +27,7 @@ from _toy import PKD_TOY, REPO, retry_gloo_startup_abort, tiny_batch, tiny_toy_c
 
 PY = sys.executable
 LD_TOY = osp.join(REPO, 'configs/toy/ld_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py')
+MGD_TOY = osp.join(REPO, 'configs/toy/mgd_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py')
 METHODS = dict(pkd=PKD_TOY, ld=LD_TOY)  # one feature, one response method
 pytestmark = pytest.mark.timeout(300)
 
@@ -340,6 +341,24 @@ def test_different_class_counts_for_a_logit_loss_are_refused(toy_models):
     cfg = copy.deepcopy(toy_models['pkd'])
     cfg.teacher.bbox_head.num_classes = 80
     MODELS.build(cfg)
+
+
+def test_startup_checks_leave_a_seeded_run_unchanged(tmp_path):
+    """The build-time dry run calls MGD's connector, which draws its mask from torch's RNG; the
+    checks restore every RNG, so a seeded run logs the same losses with the checks on and off."""
+    from mmengine.runner import Runner
+
+    import _hardening_hooks  # noqa: F401  (registers LossRecorderHook in this process)
+    cfg = hardening_cfg(MGD_TOY, tmp_path, num_train=4, epochs=1, hooks=('LossRecorderHook', ))
+    losses = {}
+    for checks in (True, False):
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.model.startup_checks = checks
+        run_cfg.work_dir = str(tmp_path / f'checks_{checks}')
+        Runner.from_cfg(run_cfg).train()
+        losses[checks] = read_losses(run_cfg.work_dir)
+    assert len(losses[True]) == 2 and 'distill.loss_mgd_fpn0' in losses[True][1]
+    assert losses[True] == losses[False]
 
 
 def _coco(root, boxes):

@@ -1,14 +1,9 @@
 """ChannelWiseDivergence against mmrazor's and mmdetection-distiller's formulas."""
-import os.path as osp
-import sys
-
 import pytest
 import torch
 
 from mmkd.models.losses.cwd import ChannelWiseDivergence
-
-sys.path.insert(0, osp.dirname(__file__))
-from oracles import cwd_oracle, rel_err  # noqa: E402
+from oracles import cwd_oracle, rel_err
 
 TOL = 1e-5
 

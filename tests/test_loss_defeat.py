@@ -1,16 +1,11 @@
 """DeFeatLoss against a per-image, per-level, per-box re-computation of DeFeat's neck loss."""
-import os.path as osp
-import sys
-
 import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from mmkd.models.losses.defeat import DeFeatLoss
-from mmkd.models.utils.box_mask import defeat_gt_masks, map_boxes_to_levels
-
-sys.path.insert(0, osp.dirname(__file__))
-from oracles import defeat_masks_oracle, defeat_oracle, random_boxes, rel_err  # noqa: E402
+from mmkd.models.losses.defeat import DeFeatLoss, defeat_gt_masks, map_boxes_to_levels
+from oracles import (defeat_masks_oracle, defeat_oracle, random_boxes, random_levels,
+                     randomise_parameters, rel_err)
 
 TOL = 1e-5
 STRIDES = (4, 8, 16, 32, 64)
@@ -37,19 +32,12 @@ EXTRA = torch.tensor([[10., 10., 30., 40.], [100., 100., 250., 260.], [0., 0., 4
                       [33., 12., 35., 13.], [1020., 700., 1030., 710.], [-50., 20., -10., 40.]])
 
 
-def features(shapes, n=2, cs=4, ct=4, seed=1, dtype=torch.float32):
-    gen = torch.Generator().manual_seed(seed)
-    S = [torch.randn(n, cs, h, w, generator=gen).to(dtype).requires_grad_() for h, w in shapes]
-    T = [torch.randn(n, ct, h, w, generator=gen).to(dtype) for h, w in shapes]
-    return S, T
+def features(shapes, seed=1, **kwargs):
+    return random_levels(shapes, seed=seed, **kwargs)
 
 
 def randomise(loss, seed=2):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in loss.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    return loss
+    return randomise_parameters(loss, seed, std=0.2)
 
 
 def compare(loss, S, T, insts):

@@ -9,26 +9,8 @@ import torch
 
 import mmkd  # noqa: F401
 from mmkd.models.losses import DeFeatHeadLoss
-
-
-def defeat_reference(S, T, labels, tau, w_fg, w_bg):
-    bg = S.shape[1] - 1
-    sums, counts = {'fg': 0., 'bg': 0.}, {'fg': 0, 'bg': 0}
-    for i in range(S.shape[0]):
-        key = 'bg' if int(labels[i]) == bg else 'fg'
-        pS = torch.log_softmax(S[i] / tau, 0)
-        pT = torch.softmax(T[i].detach() / tau, 0)
-        sums[key] = sums[key] + sum(pT[c] * (torch.log(pT[c]) - pS[c]) for c in range(S.shape[1]))
-        counts[key] += 1
-    fg = sums['fg'] / counts['fg'] * tau**2 if counts['fg'] else 0.
-    bg = sums['bg'] / counts['bg'] * tau**2 if counts['bg'] else 0.
-    return w_fg * fg, w_bg * bg
-
-
-def close(ours, ref, rtol=1e-5):
-    ref = torch.as_tensor(ref).detach().double()
-    atol = max(1e-6 * ref.abs().max().item(), 1e-12)
-    torch.testing.assert_close(ours.detach().double(), ref, rtol=rtol, atol=atol)
+from oracles import assert_close_rel as close
+from oracles import defeat_head_oracle
 
 
 def logits(seed, n=20, k=6, n_bg=12):
@@ -44,8 +26,8 @@ def check(loss, S, T, labels):
     fg, bg = loss.forward_parts(S1, T, labels)
     (fg + bg).backward()
     S2 = S.clone().double().requires_grad_()
-    rfg, rbg = defeat_reference(S2, T.double(), labels, loss.tau, loss.loss_weight_fg,
-                                loss.loss_weight_bg)
+    rfg, rbg = defeat_head_oracle(S2, T.double(), labels, loss.tau, loss.loss_weight_fg,
+                                  loss.loss_weight_bg)
     (rfg + rbg).backward()  # at least one of the two sets is non-empty in these tests
     close(fg, rfg)
     close(bg, rbg)

@@ -1,16 +1,10 @@
 """FGDLoss against a per-image, per-box re-computation of yzd-v/FGD's ``FeatureLoss``."""
-import os.path as osp
-import sys
-
 import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from mmkd.models.losses.fgd import FGDLoss
-from mmkd.models.utils.box_mask import fgd_masks
-
-sys.path.insert(0, osp.dirname(__file__))
-from oracles import fgd_masks_oracle, fgd_oracle, random_boxes, rel_err  # noqa: E402
+from mmkd.models.losses.fgd import FGDLoss, fgd_masks
+from oracles import fgd_masks_oracle, fgd_oracle, random_boxes, randomise_parameters, rel_err
 
 TOL = 1e-5
 TERMS = ('fg', 'bg', 'mask', 'global')
@@ -28,11 +22,7 @@ def make_batch(num_boxes=(5, 3), pad_hw=(96, 160), img_hws=((90, 150), (96, 128)
 
 def randomise(module, seed=1):
     """Random parameters everywhere (the zero-init GcBlock conv would hide gradients)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    return module
+    return randomise_parameters(module, seed, std=0.2)
 
 
 def features(n, cs, ct, h, w, seed=2, dtype=torch.float32):

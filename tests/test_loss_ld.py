@@ -13,36 +13,8 @@ import torch
 
 import mmkd  # noqa: F401
 from mmkd.models.losses import KDLoss, LDLoss
-
-EPS32 = torch.finfo(torch.float32).eps
-
-
-def kl_row(s, t, tau, over='mean'):
-    """Temperature KL of one row, written out (float64 autograd-able)."""
-    ps = [torch.exp(v / tau) for v in s]
-    zs = sum(ps)
-    log_ps = [torch.log(p / zs) for p in ps]
-    pt = [torch.exp(v / tau) for v in t.detach()]
-    zt = sum(pt)
-    pt = [p / zt for p in pt]
-    terms = [pt[j] * (torch.log(pt[j]) - log_ps[j]) for j in range(len(s))]
-    total = sum(terms)
-    return (total / len(s) if over == 'mean' else total) * tau * tau
-
-
-def ref_loss(S, T, tau, weight=None, avg_factor=None, over='mean'):
-    rows = [kl_row(S[i], T[i], tau, over) * (1 if weight is None else weight[i])
-            for i in range(S.shape[0])]
-    total = sum(rows)
-    return total / len(rows) if avg_factor is None else total / (avg_factor + EPS32)
-
-
-def close(ours, ref, rtol=1e-5):
-    """1e-5 relative; elements near zero are compared against 1e-6 of the largest magnitude
-    (float32 vs the float64 reference)."""
-    ref = torch.as_tensor(ref).detach().double()
-    atol = max(1e-6 * ref.abs().max().item(), 1e-12)
-    torch.testing.assert_close(ours.detach().double(), ref, rtol=rtol, atol=atol)
+from oracles import assert_close_rel as close
+from oracles import gfl_ld_oracle, kd_oracle
 
 
 def compare(module, S, T, tau, rtol=1e-5, **kw):
@@ -51,8 +23,8 @@ def compare(module, S, T, tau, rtol=1e-5, **kw):
     out.backward()
     S2 = S.clone().double().requires_grad_()
     kw64 = {k: (v.double() if torch.is_tensor(v) else v) for k, v in kw.items()}
-    ref = module.loss_weight * ref_loss(S2, T.double(), tau, over=getattr(
-        module, 'reduction_over_bins', getattr(module, 'reduction_over_classes', 'mean')), **kw64)
+    ref = module.loss_weight * kd_oracle(S2, T.double(), tau, over=module.reduction_over_logits,
+                                         **kw64)
     ref.backward()
     close(out, ref, rtol)
     close(S1.grad, S2.grad, rtol)
@@ -168,66 +140,6 @@ def build_gfl_ld(**kw):
     return GFLLDLoss(num_classes=NUM_CLASSES, reg_max=REG_MAX, anchor_generator=ANCHORS, **kw)
 
 
-def reference_gfl_ld(preds_S, preds_T, gts, metas, tau_ld=10., tau_kd=2., w_ld=.25, w_kd=10.,
-                     w_vlr=.25):
-    """Loops per level / image / anchor. Assignment: mmdet's own ATSSAssigner; VLR: vlr_region
-    (checked separately in test_vlr.py); anchor validity: inside the un-padded image."""
-    from mmdet.models.task_modules.assigners import ATSSAssigner
-    from mmengine.structures import InstanceData
-
-    from mmkd.models.utils import vlr_region
-    assigner = ATSSAssigner(topk=9)
-    (cls_S, reg_S), (cls_T, reg_T) = preds_S, preds_T
-    bins = REG_MAX + 1
-    per_img = []
-    for i, (gt, meta) in enumerate(zip(gts, metas)):
-        anchors, valid, counts = [], [], []
-        for lvl, s in enumerate(STRIDES):
-            h, w = cls_S[lvl].shape[-2:]
-            n = 0
-            for y in range(h):
-                for x in range(w):
-                    anchors.append([x * s - 4 * s, y * s - 4 * s, x * s + 4 * s, y * s + 4 * s])
-                    ok = (y < math.ceil(meta['pad_shape'][0] / s)
-                          and x < math.ceil(meta['pad_shape'][1] / s))
-                    valid.append(ok)
-                    n += ok
-            counts.append(n)
-        anchors, valid = torch.tensor(anchors), torch.tensor(valid)
-        res = assigner.assign(InstanceData(priors=anchors[valid]), counts, gt)
-        vlr = vlr_region(anchors[valid], counts, gt.bboxes)
-        label = torch.full((len(anchors), ), -1, dtype=torch.long)
-        value = torch.zeros(len(anchors))
-        label[valid] = torch.where(res.gt_inds > 0, res.labels, torch.full_like(res.labels, -1))
-        value[valid] = vlr
-        per_img.append((label, value))
-    out = dict(main_ld=0., main_kd=0., vlr_ld=0.)
-    start = 0
-    for lvl in range(len(STRIDES)):
-        h, w = cls_S[lvl].shape[-2:]
-        num_pos, ld, kd, vl = 0, 0., 0., 0.
-        for i in range(len(gts)):
-            label, value = per_img[i]
-            for y in range(h):
-                for x in range(w):
-                    a = start + y * w + x
-                    dS = reg_S[lvl][i, :, y, x].reshape(4, bins)
-                    dT = reg_T[lvl][i, :, y, x].reshape(4, bins)
-                    if label[a] >= 0:
-                        num_pos += 1
-                        s_i = cls_S[lvl][i, :, y, x].detach().sigmoid().max()
-                        ld = ld + sum(s_i * kl_row(dS[e], dT[e], tau_ld) for e in range(4))
-                        kd = kd + kl_row(cls_S[lvl][i, :, y, x], cls_T[lvl][i, :, y, x], tau_kd)
-                    if value[a] > 0:
-                        vl = vl + sum(value[a].double() * kl_row(dS[e], dT[e], tau_ld)
-                                      for e in range(4))
-        out['main_ld'] = out['main_ld'] + w_ld * ld / (4 + EPS32)
-        out['main_kd'] = out['main_kd'] + (w_kd * kd / (num_pos + EPS32) if num_pos else 0.)
-        out['vlr_ld'] = out['vlr_ld'] + w_vlr * vl / (16 + EPS32)
-        start += h * w
-    return out
-
-
 def leaves(preds, dtype):
     return tuple([t.detach().clone().to(dtype).requires_grad_() for t in part] for part in preds)
 
@@ -237,7 +149,7 @@ def test_gfl_ld_matches_per_anchor_reference():
     ours_in, ref_in = leaves(preds_S, torch.float32), leaves(preds_S, torch.float64)
     ref_T = tuple([t.double() for t in part] for part in preds_T)
     ours = build_gfl_ld()(ours_in, preds_T, gts, metas)
-    ref = reference_gfl_ld(ref_in, ref_T, gts, metas)
+    ref = gfl_ld_oracle(ref_in, ref_T, gts, metas, STRIDES, REG_MAX)
     for key in ('main_ld', 'main_kd', 'vlr_ld'):
         assert ours[key].dtype == torch.float32 and ours[key].item() > 0, key
         close(ours[key], ref[key])
@@ -273,7 +185,7 @@ def test_gfl_ld_no_gt_and_batch_of_one():
     sum(out.values()).backward()  # the graph is kept
     preds_S, preds_T, gts, metas = make_batch(3, num_imgs=1, gts_per_img=(2, ))
     ours = build_gfl_ld()(preds_S, preds_T, gts, metas)
-    ref = reference_gfl_ld(preds_S, preds_T, gts, metas)
+    ref = gfl_ld_oracle(preds_S, preds_T, gts, metas, STRIDES, REG_MAX)
     for key in ours:
         close(ours[key], ref[key])
 

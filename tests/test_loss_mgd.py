@@ -1,15 +1,10 @@
 """MGDConnector + MGDLoss against yzd-v/MGD's det ``FeatureLoss`` and mmrazor's MGD."""
-import os.path as osp
-import sys
-
 import pytest
 import torch
 
 from mmkd.models.connectors.mgd import MGDConnector
 from mmkd.models.losses.mgd import MGDLoss
-
-sys.path.insert(0, osp.dirname(__file__))
-from oracles import mgd_oracle, rel_err  # noqa: E402
+from oracles import mgd_oracle, rel_err
 
 TOL = 1e-5
 

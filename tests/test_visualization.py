@@ -15,6 +15,7 @@ import mmkd  # noqa: F401
 from mmkd.datasets.toy_shapes import make_toy_shapes
 from mmkd.visualization import figure_px, plot_results, results_chart_px
 from _toy import REPO, tiny_toy_cfg
+from oracles import vlr_oracle
 
 pytestmark = pytest.mark.timeout(600)
 FGD_TOY = osp.join(REPO, 'configs/toy/fgd_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py')
@@ -23,7 +24,8 @@ DEFEAT_TOY = osp.join(
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', name + '.py'))
+    path = osp.join(REPO, 'tools', 'analysis_tools', name + '.py')
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -51,8 +53,8 @@ def toy(tmp_path_factory):
 
 def visualize(toy, name, out):
     image = toy / 'data' / 'val' / '00001.png'  # four objects
-    proc = subprocess.run([sys.executable, 'tools/visualize_distill.py', str(toy / f'{name}.py'),
-                           '--image', str(image), '--out', str(out)],
+    proc = subprocess.run([sys.executable, 'tools/analysis_tools/visualize_distill.py',
+                           str(toy / f'{name}.py'), '--image', str(image), '--out', str(out)],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     with open(out / 'summary.json') as f:
@@ -63,7 +65,6 @@ def independent_vlr_count(toy, image_name='val/00001.png'):
     """VLR anchors of the GT of one toy image on the student's GFL anchors, from scratch."""
     from mmdet.models.task_modules.prior_generators import anchor_inside_flags
     from mmdet.registry import TASK_UTILS
-    from mmkd.models.utils import vlr_region
     with open(toy / 'data' / 'annotations' / 'instances_val.json') as f:
         coco = json.load(f)
     img_id = next(im['id'] for im in coco['images'] if im['file_name'] == image_name)
@@ -77,7 +78,7 @@ def independent_vlr_count(toy, image_name='val/00001.png'):
     valid = torch.cat(gen.valid_flags(sizes, (128, 128), device='cpu'))
     inside = anchor_inside_flags(flat, valid, (128, 128), -1)
     num_inside = [int(m.sum()) for m in torch.split(inside, [len(a) for a in anchors])]
-    region = vlr_region(flat[inside], num_inside, gt, topk=9, gamma=0.25)
+    region = vlr_oracle(flat[inside], num_inside, gt, topk=9, gamma=0.25)
     return int((region > 0).sum()), len(gt)
 
 

@@ -11,13 +11,12 @@ from mmrazor.models.utils import add_prefix
 from torch import nn
 
 from mmkd.registry import MODELS
+from ..recorders import ROI_SOURCES, BatchDataRecorder, is_module_recorder
 from .model_cfg import expand_model_cfg
 from .startup_checks import run_startup_checks
 from .teacher_checkpoint import load_teacher_checkpoint
 from .teacher_inputs import TeacherInputs
 
-#: BatchData sources that need the student's sampled RoIs (two-stage detectors)
-ROI_SOURCES = ('rois', 'roi_labels', 'student_roi_cls_scores', 'teacher_roi_cls_scores')
 TEACHER_STAGES = ('auto', 'neck', 'head', 'loss')
 
 
@@ -132,11 +131,10 @@ class DetectionDistill(SingleTeacherDistill):
         if stage != 'auto':
             return stage
         for recorder in self.distiller.teacher_recorders.recorders.values():
-            kind = type(recorder).__name__
-            if kind in ('ModuleOutputsRecorder', 'ModuleInputsRecorder'):
-                if recorder.source.split('.')[0] in ('backbone', 'neck'):
-                    continue
-            elif kind == 'BatchDataRecorder':
+            if isinstance(recorder, BatchDataRecorder):
+                continue
+            if is_module_recorder(recorder) and \
+                    recorder.source.split('.')[0] in ('backbone', 'neck'):
                 continue
             return 'head'
         return 'neck'

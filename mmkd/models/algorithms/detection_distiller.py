@@ -8,7 +8,7 @@ from mmrazor.models.task_modules import RecorderManager
 from torch import nn
 
 from mmkd.registry import MODELS
-from ..recorders import BatchDataRecorder
+from ..recorders import BatchDataRecorder, is_module_recorder
 
 
 @MODELS.register_module()
@@ -63,10 +63,7 @@ def _check_module_sources(manager: RecorderManager, model: nn.Module, side: str)
     names = [name for name, _ in model.named_modules()]
     known = set(names)
     for rec_name, recorder in manager.recorders.items():
-        kind = type(recorder).__name__
-        if kind not in ('ModuleOutputsRecorder', 'ModuleInputsRecorder'):
-            continue
-        if recorder.source in known:
+        if not is_module_recorder(recorder) or recorder.source in known:
             continue
         near = difflib.get_close_matches(recorder.source, names, n=5, cutoff=0.5)
         raise KeyError(

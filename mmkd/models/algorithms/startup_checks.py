@@ -3,11 +3,12 @@
 Called at the end of ``DetectionDistill.__init__`` (so ``tools/train.py`` fails in its first
 seconds, not at the first iteration or hour 30). Each error names the problem and the fix.
 
-- **classes**: a loss that compares class logits (KD, DKD, LD, DeFeat head, or any recorder on
-  the detection heads) needs student and teacher heads with the same ``num_classes``; compared at
-  build.
-- **dry run**: one small forward (2 x 3 x 128 x 128, ``no_grad``, eval mode, a private random
-  generator so that the global RNG is untouched) of teacher and student through the distiller's
+- **classes**: a loss that compares class logits (a loss class with
+  ``compares_class_logits = True``: KD, LD, GFL LD, DKD, DeFeat head; or any loss fed by a
+  recorder on the detection heads or on the RoI logits) needs student and teacher heads with the
+  same ``num_classes``; compared at build.
+- **dry run**: one small forward (2 x 3 x 128 x 128, ``no_grad``, eval mode, the input drawn
+  from a private generator) of teacher and student through the distiller's
   recorders, then every loss whose inputs all come from module recorders is called on what was
   recorded (connectors applied). A loss that fails is reported with the shapes it got; a
   channel mismatch (``preds_S`` and ``preds_T`` with different ``C``) is named as such, with the
@@ -15,17 +16,23 @@ seconds, not at the first iteration or hour 30). Each error names the problem an
   may be what upsets the loss. Losses fed by ``mmkd.BatchData`` (ground truth, RoIs) are not
   dry-run: they take their own channel arguments (e.g. FGD's ``student_channels`` and
   ``teacher_channels``).
-"""
-import warnings
-from typing import Any, Dict, Optional
 
+The checks leave no trace: every random number generator the dry run can draw from (Python's
+``random``, NumPy's, torch's CPU and CUDA generators; e.g. ``MGDConnector`` draws its mask from
+torch's) is restored afterwards, so a seeded run gives the same numbers with the checks on or
+off.
+"""
+import random
+import warnings
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Optional
+
+import numpy as np
 import torch
 from torch import nn
 
-#: losses that compare class logits of student and teacher
-LOGIT_LOSSES = ('KDLoss', 'DKDLoss', 'LDLoss', 'GFLLDLoss', 'DeFeatHeadLoss')
-#: BatchData sources that carry class logits
-LOGIT_SOURCES = ('student_roi_cls_scores', 'teacher_roi_cls_scores')
+from ..recorders import ROI_LOGIT_SOURCES, is_module_recorder
+
 _HEADS = ('bbox_head', 'roi_head')
 DRY_RUN_SIZE = 128
 DRY_RUN_BATCH = 2
@@ -54,11 +61,11 @@ def _recorders(distiller) -> list:
 def _logit_losses(distiller) -> list:
     """Names of the losses that compare class logits."""
     by_type = [name for name, loss in distiller.distill_losses.items()
-               if type(loss).__name__ in LOGIT_LOSSES]
+               if getattr(loss, 'compares_class_logits', False)]
     logit_recorders = {
         name for side in (distiller.student_recorders, distiller.teacher_recorders)
         for name, r in side.recorders.items()
-        if r.source in LOGIT_SOURCES or str(r.source).split('.')[0] in _HEADS
+        if r.source in ROI_LOGIT_SOURCES or str(r.source).split('.')[0] in _HEADS
     }
     by_input = [name for name, mapping in distiller.loss_forward_mappings.items()
                 if any(rec.get('recorder') in logit_recorders for rec in mapping.values())]
@@ -103,8 +110,7 @@ def _module_records(distiller, mapping: Dict[str, dict]) -> bool:
     """True when every input of a loss comes from a module recorder (not BatchData)."""
     for rec in mapping.values():
         side = distiller.student_recorders if rec['from_student'] else distiller.teacher_recorders
-        kind = type(side.get_recorder(rec['recorder'])).__name__
-        if kind not in ('ModuleOutputsRecorder', 'ModuleInputsRecorder'):
+        if not is_module_recorder(side.get_recorder(rec['recorder'])):
             return False
     return True
 
@@ -117,6 +123,19 @@ def _needs_head(distiller, names: list) -> bool:
                     if rec['from_student'] else distiller.teacher_recorders)
             sources.add(side.get_recorder(rec['recorder']).source.split('.')[0])
     return bool(sources - {'backbone', 'neck'})
+
+
+@contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's (CPU and every CUDA device's) RNG state on exit."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 def _forward_for_records(model: nn.Module, x: torch.Tensor, head: bool) -> None:
@@ -148,7 +167,7 @@ def dry_run_losses(algo: nn.Module) -> None:
     was_training = algo.training
     algo.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), preserved_rng_state():
             with distiller.teacher_recorders:
                 _forward_for_records(algo.teacher, x, head)
             with distiller.student_recorders:

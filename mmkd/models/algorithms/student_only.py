@@ -8,18 +8,15 @@ memory, for nothing. These helpers give the student's own mmdet config and weigh
 import copy
 import warnings
 from collections import OrderedDict
-from typing import Dict, Optional
+from typing import Dict
 
 from mmengine.config import ConfigDict
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
+from .checkpoint_keys import (NON_STUDENT_PREFIXES, describe_mismatches, key_mismatches,
+                              strip_wrapper_prefix, student_state_dict)
 from .model_cfg import expand_model_cfg
-
-#: where mmrazor's algorithms keep the student in ``state_dict()``
-STUDENT_PREFIX = 'architecture.'
-#: what else a distillation checkpoint holds (teacher if kept, connectors, preprocessor buffers)
-NON_STUDENT_PREFIXES = ('distiller.', 'teacher.', 'teachers.', 'data_preprocessor.')
 
 
 def is_distillation_cfg(model_cfg) -> bool:
@@ -42,15 +39,6 @@ def student_model_cfg(model_cfg: dict) -> ConfigDict:
     return student
 
 
-def student_state_dict(state: Dict) -> Optional[OrderedDict]:
-    """The student's weights under mmdet's names, or None when ``state`` holds no
-    ``architecture.*`` weights (a plain detector checkpoint)."""
-    state = OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items())
-    student = OrderedDict((k[len(STUDENT_PREFIX):], v) for k, v in state.items()
-                          if k.startswith(STUDENT_PREFIX))
-    return student or None
-
-
 def load_student_weights(model: nn.Module, path: str) -> Dict:
     """Load the student's weights of ``path`` (a distillation checkpoint or a plain/exported
     detector checkpoint) into ``model``, strictly; return the checkpoint.
@@ -65,20 +53,13 @@ def load_student_weights(model: nn.Module, path: str) -> Dict:
     state = checkpoint.get('state_dict', checkpoint)
     student = student_state_dict(state)
     if student is None:  # plain detector checkpoint
-        student = OrderedDict((k[7:] if k.startswith('module.') else k, v)
-                              for k, v in state.items()
+        student = OrderedDict((k, v) for k, v in strip_wrapper_prefix(state).items()
                               if not k.startswith(NON_STUDENT_PREFIXES))
-    own = model.state_dict()
-    missing = [k for k in own if k not in student]
-    unexpected = [k for k in student if k not in own]
-    wrong = [f'{k}: file {tuple(student[k].shape)} vs model {tuple(own[k].shape)}'
-             for k in own if k in student and student[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
+    mismatches = key_mismatches(model.state_dict(), student)
+    if any(mismatches):
         raise RuntimeError(
             f'{path} does not fit the student of this config ({type(model).__name__}):\n'
-            f'  missing in file (first 10 of {len(missing)}): {missing[:10]}\n'
-            f'  unexpected in file (first 10 of {len(unexpected)}): {unexpected[:10]}\n'
-            f'  wrong shape (first 5 of {len(wrong)}): {wrong[:5]}\n'
+            f'{describe_mismatches(*mismatches)}'
             'Test a checkpoint with the config it was trained with.')
     model.load_state_dict(student, strict=True)
     return checkpoint

@@ -1,12 +1,14 @@
 """Loading a frozen teacher's weights, refusing files that do not fit it."""
 import os.path as osp
-from collections import OrderedDict
 from typing import Dict
 
 import torch
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import nn
+
+from .checkpoint_keys import (describe_mismatches, is_distillation_state, key_mismatches,
+                              strip_wrapper_prefix, student_state_dict)
 
 _REMOTE = ('http://', 'https://', 'torchvision://', 'open-mmlab://', 'openmmlab://', 'mmcls://',
            's3://', 'modelzoo://')
@@ -20,13 +22,10 @@ def _state_dict_of(checkpoint: Dict) -> Dict[str, torch.Tensor]:
     state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise TeacherCheckpointError(f'no state_dict in it (found {type(checkpoint).__name__})')
-    state = OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items())
     # an mmkd/mmrazor distillation checkpoint: use its student ("architecture.") weights
-    if state and all(k.startswith(('architecture.', 'distiller.', 'teacher.', 'data_preprocessor'))
-                     for k in state):
-        state = OrderedDict((k[len('architecture.'):], v) for k, v in state.items()
-                            if k.startswith('architecture.'))
-    return state
+    if is_distillation_state(state):
+        return student_state_dict(state) or {}
+    return strip_wrapper_prefix(state)
 
 
 def load_teacher_checkpoint(teacher: nn.Module, path: str, min_match: float = 0.5) -> None:
@@ -51,14 +50,8 @@ def load_teacher_checkpoint(teacher: nn.Module, path: str, min_match: float = 0.
     own = teacher.state_dict()
     matched = [k for k, v in own.items() if k in state and tuple(state[k].shape) == tuple(v.shape)]
     if len(matched) < min_match * max(len(own), 1):
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        wrong_shape = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
-                       for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
         raise TeacherCheckpointError(
             f'teacher checkpoint {path!r} does not fit the teacher '
             f'({type(teacher).__name__}): only {len(matched)} of {len(own)} weights match.\n'
-            f'  missing in file (first 10 of {len(missing)}): {missing[:10]}\n'
-            f'  unexpected in file (first 10 of {len(unexpected)}): {unexpected[:10]}\n'
-            f'  wrong shape (first 5 of {len(wrong_shape)}): {wrong_shape[:5]}\n{fix}')
+            f'{describe_mismatches(*key_mismatches(own, state))}{fix}')
     load_state_dict(teacher, state, strict=False, logger=MMLogger.get_current_instance())

@@ -5,20 +5,14 @@ Shu et al., ICCV 2021, https://arxiv.org/abs/2011.13256. Matches mmrazor
 ``mmdet/distillation/losses/cwd.py`` L23-55 (``form='ce'``, the code the CWD README links for
 detection).
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmkd.registry import MODELS
-
-Feats = Union[Tensor, Sequence[Tensor]]
-
-
-def _as_levels(feats: Feats) -> Tuple[Tensor, ...]:
-    return (feats, ) if isinstance(feats, Tensor) else tuple(feats)
+from .utils import Feats, check_same_shape, float32_loss, paired_levels
 
 
 @MODELS.register_module()
@@ -37,9 +31,10 @@ class ChannelWiseDivergence(nn.Module):
     entropy, which is why it "never goes down" (TorchDistiller issue #4). Several levels given
     as tuples are summed.
 
-    Deliberate differences: computed in float32 with autocast disabled (softmax over H*W);
-    with the optional align conv, ``form='ce'`` divides by the teacher's channel count C (the
-    rows that are summed) where mmdetection-distiller divides by the student's.
+    Deliberate differences: computed in float32 (softmax over H*W; see
+    :mod:`mmkd.models.losses.utils`); with the optional align conv, ``form='ce'`` divides by
+    the teacher's channel count C (the rows that are summed) where mmdetection-distiller
+    divides by the student's.
 
     Args:
         tau (float): Temperature. Defaults to 1.0.
@@ -76,12 +71,10 @@ class ChannelWiseDivergence(nn.Module):
                                  f'{tuple(feat_S.shape)} but the align conv expects '
                                  f'{self.align.in_channels} channels')
             feat_S = self.align(feat_S)
-        if feat_S.dim() != 4 or feat_S.shape != feat_T.shape:
-            raise ValueError(
-                f'ChannelWiseDivergence level {idx}: student {tuple(feat_S.shape)} and teacher '
-                f'{tuple(feat_T.shape)} must both be N x C x H x W of the same shape; for '
-                'different channel counts set student_channels/teacher_channels (1x1 align) or '
-                'add a connector.')
+        check_same_shape(
+            feat_S, feat_T, 'ChannelWiseDivergence', idx,
+            'for different channel counts set student_channels/teacher_channels (1x1 align) '
+            'or add a connector.')
         n, c, h, w = feat_T.shape
         feat_T, feat_S = feat_T.reshape(n * c, h * w), feat_S.reshape(n * c, h * w)
         if self.tau != 1.0:
@@ -94,6 +87,7 @@ class ChannelWiseDivergence(nn.Module):
             loss = -(logp_T.exp() * logp_S).sum()
         return loss * (self.tau**2) / (n * c)
 
+    @float32_loss
     def forward(self, preds_S: Feats, preds_T: Feats) -> Tensor:
         """Compute the loss.
 
@@ -104,12 +98,8 @@ class ChannelWiseDivergence(nn.Module):
         Returns:
             Tensor: float32 scalar.
         """
-        levels_S, levels_T = _as_levels(preds_S), _as_levels(preds_T)
-        if len(levels_S) != len(levels_T):
-            raise ValueError(f'ChannelWiseDivergence got {len(levels_S)} student and '
-                             f'{len(levels_T)} teacher levels')
-        with torch.autocast(device_type=levels_S[0].device.type, enabled=False):
-            loss = levels_S[0].new_zeros((), dtype=torch.float32)
-            for idx, (feat_S, feat_T) in enumerate(zip(levels_S, levels_T)):
-                loss = loss + self._level(feat_S.float(), feat_T.detach().float(), idx)
+        levels_S, levels_T = paired_levels(preds_S, preds_T, 'ChannelWiseDivergence')
+        loss = levels_S[0].new_zeros(())
+        for idx, (feat_S, feat_T) in enumerate(zip(levels_S, levels_T)):
+            loss = loss + self._level(feat_S, feat_T.detach(), idx)
         return self.loss_weight * loss

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmkd.registry import MODELS
+from .utils import check_roi_logits, float32_loss
 
 
 @MODELS.register_module()
@@ -32,15 +33,19 @@ class DeFeatHeadLoss(nn.Module):
     Deliberate differences: the background index is ``K = logits.shape[1] - 1`` (official:
     ``labels.max()``, which turns the largest foreground class into "background" in a batch
     without background RoIs); an empty set contributes a zero that keeps the graph (official:
-    a new CUDA tensor); the teacher is detached; float32 compute. Student and teacher logits
-    must be on the same RoIs (the official default feeds the teacher's sampled RoIs to the
-    student while taking labels from the student's sampling, see methods.md section 6.2).
+    a new CUDA tensor); the teacher is detached; float32 compute (see
+    :mod:`mmkd.models.losses.utils`). Student and teacher logits must be on the same RoIs (the
+    official default, ``batch_processor_kd`` L228-297, feeds the teacher's sampled RoIs to the
+    student while taking the labels from the student's sampling).
 
     Args:
         tau (float): Temperature for both sets. Defaults to 1.0.
         loss_weight_fg (float): Weight of the foreground term. Defaults to 2.0.
         loss_weight_bg (float): Weight of the background term. Defaults to 2.0.
     """
+
+    #: the start-up checks refuse this loss between heads with different ``num_classes``
+    compares_class_logits = True
 
     def __init__(self,
                  tau: float = 1.0,
@@ -53,31 +58,24 @@ class DeFeatHeadLoss(nn.Module):
         self.loss_weight_fg = loss_weight_fg
         self.loss_weight_bg = loss_weight_bg
 
+    @float32_loss
     def forward_parts(self, preds_S: Tensor, preds_T: Tensor,
                       gt_labels: Tensor) -> Tuple[Tensor, Tensor]:
         """Weighted foreground and background terms, each a float32 scalar."""
-        if preds_S.dim() != 2 or preds_S.shape != preds_T.shape:
-            raise ValueError(
-                f'DeFeatHeadLoss needs student and teacher RoI logits of the same shape (RoIs x '
-                f'(num_classes + 1)); got student {tuple(preds_S.shape)} and teacher '
-                f'{tuple(preds_T.shape)}. Both RoI heads must have the same num_classes and run '
-                'on the same RoIs.')
-        gt_labels = gt_labels.reshape(-1)
-        if gt_labels.numel() != preds_S.shape[0]:
-            raise ValueError(f'DeFeatHeadLoss got {gt_labels.numel()} labels for '
-                             f'{preds_S.shape[0]} RoIs; pass the labels of the same RoIs.')
+        gt_labels = check_roi_logits(preds_S, preds_T, gt_labels, 'DeFeatHeadLoss')
         bg = preds_S.shape[1] - 1
         kl = F.kl_div(
-            F.log_softmax(preds_S.float() / self.tau, dim=1),
-            F.softmax(preds_T.detach().float() / self.tau, dim=1),
+            F.log_softmax(preds_S / self.tau, dim=1),
+            F.softmax(preds_T.detach() / self.tau, dim=1),
             reduction='none').sum(dim=1)
-        zero = preds_S.float().sum() * 0.
+        zero = preds_S.sum() * 0.
         parts = []
         for mask in ((gt_labels >= 0) & (gt_labels < bg), gt_labels == bg):
             num = int(mask.sum())
             parts.append(kl[mask].sum() / num * self.tau**2 if num > 0 else zero)
         return self.loss_weight_fg * parts[0], self.loss_weight_bg * parts[1]
 
+    @float32_loss
     def forward(self, preds_S: Tensor, preds_T: Tensor, gt_labels: Tensor) -> Tensor:
         """Forward.
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmkd.registry import MODELS
+from .utils import check_roi_logits, float32_loss
 
 
 @MODELS.register_module()
@@ -30,7 +31,8 @@ class DKDLoss(nn.Module):
     Exactly mdistiller ``mdistiller/distillers/DKD.py`` L8-51 (``dkd_loss``), which is also
     mmrazor's ``DKDLoss`` with ``reduction='batchmean'``. Deliberate differences: the teacher is
     detached (mdistiller runs it under no_grad), the loss is computed in float32 (``log`` of the
-    binary probabilities underflows in fp16), and zero RoIs give a zero loss instead of NaN.
+    binary probabilities underflows in fp16; see :mod:`mmkd.models.losses.utils`), and zero
+    RoIs give a zero loss instead of NaN.
     The detection defaults are mdistiller's ``detection/model/config.py``: tau=1, alpha=1,
     beta=0.25; there the labels are the sampled RoIs' classes with background = K.
 
@@ -40,6 +42,9 @@ class DKDLoss(nn.Module):
         beta (float): Weight of NCKD. Defaults to 0.25.
         loss_weight (float): Weight of the loss. Defaults to 1.0.
     """
+
+    #: the start-up checks refuse this loss between heads with different ``num_classes``
+    compares_class_logits = True
 
     def __init__(self,
                  tau: float = 1.0,
@@ -54,6 +59,7 @@ class DKDLoss(nn.Module):
         self.beta = beta
         self.loss_weight = loss_weight
 
+    @float32_loss
     def forward(self, preds_S: Tensor, preds_T: Tensor, gt_labels: Tensor) -> Tensor:
         """Forward.
 
@@ -62,24 +68,16 @@ class DKDLoss(nn.Module):
             preds_T (Tensor): Teacher logits on the same RoIs, shape (B, K + 1).
             gt_labels (Tensor): Class of each RoI in [0, K] (K = background), shape (B,).
         """
-        if preds_S.dim() != 2 or preds_S.shape != preds_T.shape:
-            raise ValueError(
-                f'DKDLoss needs student and teacher logits of the same shape (RoIs x classes); '
-                f'got student {tuple(preds_S.shape)} and teacher {tuple(preds_T.shape)}. Both '
-                'RoI heads must have the same num_classes and run on the same RoIs.')
+        gt_labels = check_roi_logits(preds_S, preds_T, gt_labels, 'DKDLoss').long()
         num_rois, num_logits = preds_S.shape
-        gt_labels = gt_labels.reshape(-1).long()
-        if gt_labels.numel() != num_rois:
-            raise ValueError(f'DKDLoss got {gt_labels.numel()} labels for {num_rois} RoIs; pass '
-                             'the labels of the sampled RoIs the logits were computed on.')
         if num_rois == 0:
-            return preds_S.float().sum() * 0.
+            return preds_S.sum() * 0.
         if gt_labels.min() < 0 or gt_labels.max() >= num_logits:
             raise ValueError(f'DKDLoss labels must lie in [0, {num_logits - 1}] for logits with '
                              f'{num_logits} classes; got [{int(gt_labels.min())}, '
                              f'{int(gt_labels.max())}].')
-        logits_S = preds_S.float() / self.tau
-        logits_T = preds_T.detach().float() / self.tau
+        logits_S = preds_S / self.tau
+        logits_T = preds_T.detach() / self.tau
         gt_mask = torch.zeros_like(logits_S).scatter_(1, gt_labels[:, None], 1.)
         other_mask = 1. - gt_mask
 

@@ -13,8 +13,71 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmkd.models.connectors.gcblock import GcBlock
-from mmkd.models.utils.box_mask import fgd_masks
+from mmkd.models.utils.box_mask import concat_gt_boxes, meta_hw, rasterize_boxes_max
 from mmkd.registry import MODELS
+from .utils import float32_loss
+
+BOX_SCALES = ('padded', 'img_shape')
+
+
+@torch.no_grad()
+def fgd_masks(batch_gt_instances: Sequence,
+              batch_img_metas: Sequence[dict],
+              feat_hw: Tuple[int, int],
+              box_scale: str = 'padded',
+              device: Optional[torch.device] = None) -> Tuple[Tensor, Tensor]:
+    """FGD's foreground and background masks for one feature level, all boxes at once.
+
+    The rule of yzd-v/FGD ``mmdet/distillation/losses/fgd.py`` L83-106 (current master, which
+    fixed an earlier height/width swap): boxes scaled to the feature map, ``floor``/``ceil``
+    extent, inclusive fill with ``1 / area`` (area in feature pixels of the inclusive extent),
+    the maximum where boxes overlap (small boxes win); background mask =
+    ``1[fg == 0] / sum(1[fg == 0])`` per image.
+
+    Args:
+        batch_gt_instances (Sequence[InstanceData]): GT of each image, ``.bboxes`` in input
+            pixels (x1, y1, x2, y2).
+        batch_img_metas (Sequence[dict]): metas with ``batch_input_shape`` and ``img_shape``.
+        feat_hw (tuple): (H, W) of the feature map.
+        box_scale (str): ``'padded'`` scales boxes by the padded batch shape
+            (``batch_input_shape``), which is what the feature map covers; ``'img_shape'``
+            scales by the un-padded image shape as the official code does (the two agree when
+            an image is not padded).
+        device: device of the returned masks.
+
+    Returns:
+        tuple: ``mask_fg`` and ``mask_bg``, both ``N x H x W`` float32. ``mask_fg`` holds
+        ``1/area`` of the smallest covering box, ``mask_bg`` is ``1/#bg`` on background
+        pixels of each image (all zero if the image has none).
+    """
+    if box_scale not in BOX_SCALES:
+        raise ValueError(f'box_scale must be one of {BOX_SCALES}, got {box_scale!r}')
+    if len(batch_gt_instances) != len(batch_img_metas):
+        raise ValueError(f'got {len(batch_gt_instances)} gt instances and '
+                         f'{len(batch_img_metas)} img metas')
+    height, width = int(feat_hw[0]), int(feat_hw[1])
+    num_imgs = len(batch_img_metas)
+    boxes, img_inds = concat_gt_boxes(batch_gt_instances, device)
+    device = boxes.device
+    key = 'batch_input_shape' if box_scale == 'padded' else 'img_shape'
+    shapes = torch.tensor([meta_hw(m, key) for m in batch_img_metas],
+                          dtype=torch.float32, device=device).reshape(num_imgs, 2)
+    box_hw = shapes[img_inds]  # M x 2 (h, w)
+    # same operation order as the official code: coord / img_size * feat_size (float32)
+    wmin = torch.floor(boxes[:, 0] / box_hw[:, 1] * width).long()
+    wmax = torch.ceil(boxes[:, 2] / box_hw[:, 1] * width).long()
+    hmin = torch.floor(boxes[:, 1] / box_hw[:, 0] * height).long()
+    hmax = torch.ceil(boxes[:, 3] / box_hw[:, 0] * height).long()
+    # area of the inclusive extent, before any cut at the map border (as official)
+    area = 1.0 / (hmax + 1 - hmin).float() / (wmax + 1 - wmin).float()
+    # inclusive [min, max] -> half-open [min, max + 1); a negative start is cut at 0 (the
+    # official slice would count it from the end of the map)
+    mask_fg = rasterize_boxes_max(hmin.clamp(min=0), hmax + 1, wmin.clamp(min=0), wmax + 1, area,
+                                  img_inds, num_imgs, height, width)
+    mask_bg = (mask_fg == 0).to(torch.float32)
+    num_bg = mask_bg.sum(dim=(1, 2), keepdim=True)
+    mask_bg = mask_bg / num_bg.clamp(min=1.0)
+    return mask_fg, mask_bg
 
 
 def fgd_attention(feat: Tensor, temp: float) -> Tuple[Tensor, Tensor]:
@@ -132,7 +195,7 @@ class FGDLoss(nn.Module):
       (``box_scale='padded'``: the feature map covers the padded batch); ``box_scale='img_shape'``
       scales by the un-padded ``img_shape`` exactly as the official code. Both give the same
       masks for un-padded images.
-    * masks are rasterised for all boxes at once (``mmkd.models.utils.fgd_masks``); a box start
+    * masks are rasterised for all boxes at once (:func:`fgd_masks`); a box start
       left of/above the map is cut at 0 and a box entirely outside marks nothing, where the
       official slice would count negative indices from the far end. Areas are those of the
       un-cut extents, as official.
@@ -143,7 +206,7 @@ class FGDLoss(nn.Module):
       run in one autograd Function with a hand-written backward (same values up to rounding,
       same gradients; about 3x fewer full-size kernels).
     * returns the four weighted terms as a dict (summed by the distiller) and always computes
-      in float32, autocast disabled.
+      in float32 (see :mod:`mmkd.models.losses.utils`).
 
     Args:
         student_channels (int): Channels of the student feature map.
@@ -167,8 +230,8 @@ class FGDLoss(nn.Module):
                  lambda_fgd: float = 5e-6,
                  box_scale: str = 'padded') -> None:
         super().__init__()
-        if box_scale not in ('padded', 'img_shape'):
-            raise ValueError(f"box_scale must be 'padded' or 'img_shape', got {box_scale!r}")
+        if box_scale not in BOX_SCALES:
+            raise ValueError(f'box_scale must be one of {BOX_SCALES}, got {box_scale!r}')
         self.student_channels = student_channels
         self.teacher_channels = teacher_channels
         self.temp = temp
@@ -204,6 +267,7 @@ class FGDLoss(nn.Module):
                              f'{tuple(preds_T.shape)} differ in batch or spatial size; record '
                              'the same FPN level (same stride) on both models.')
 
+    @float32_loss
     def forward(self, preds_S: Tensor, preds_T: Tensor, batch_gt_instances: Sequence,
                 batch_img_metas: Sequence[dict]) -> Dict[str, Tensor]:
         """Compute the four weighted FGD terms of one level.
@@ -223,39 +287,37 @@ class FGDLoss(nn.Module):
         if len(batch_gt_instances) != preds_S.shape[0]:
             raise ValueError(f'FGDLoss: batch of {preds_S.shape[0]} feature maps but '
                              f'{len(batch_gt_instances)} gt instances')
-        with torch.autocast(device_type=preds_S.device.type, enabled=False):
-            feat_S = preds_S.float()
-            feat_T = preds_T.detach().float()
-            if self.align is not None:
-                feat_S = self.align(feat_S)
-            n, c, h, w = feat_T.shape
+        feat_S, feat_T = preds_S, preds_T.detach()
+        if self.align is not None:
+            feat_S = self.align(feat_S)
+        n, c, h, w = feat_T.shape
 
-            with torch.no_grad():
-                att_s_t, att_c_t = fgd_attention(feat_T, self.temp)
-            mask_fg, mask_bg = fgd_masks(batch_gt_instances, batch_img_metas, (h, w),
-                                         self.box_scale, device=feat_T.device)
+        with torch.no_grad():
+            att_s_t, att_c_t = fgd_attention(feat_T, self.temp)
+        mask_fg, mask_bg = fgd_masks(batch_gt_instances, batch_img_metas, (h, w),
+                                     self.box_scale, device=feat_T.device)
 
-            conv_mask = self.gc_s.conv_mask
-            u_s, v_s, per_pixel, sq_sum, diff_sum, ctx_s = _StudentStats.apply(
-                feat_S.reshape(n, c, h * w), feat_T.reshape(n, c, h * w), att_c_t,
-                conv_mask.weight.reshape(c), conv_mask.bias)
+        conv_mask = self.gc_s.conv_mask
+        u_s, v_s, per_pixel, sq_sum, diff_sum, ctx_s = _StudentStats.apply(
+            feat_S.reshape(n, c, h * w), feat_T.reshape(n, c, h * w), att_c_t,
+            conv_mask.weight.reshape(c), conv_mask.bias)
 
-            # focal feature loss: sum_{c} M S_t C_t (S - T)^2
-            per_pixel = per_pixel * att_s_t.reshape(n, h * w)
-            loss_fg = (per_pixel * mask_fg.reshape(n, h * w)).sum() / n
-            loss_bg = (per_pixel * mask_bg.reshape(n, h * w)).sum() / n
+        # focal feature loss: sum_{c} M S_t C_t (S - T)^2
+        per_pixel = per_pixel * att_s_t.reshape(n, h * w)
+        loss_fg = (per_pixel * mask_fg.reshape(n, h * w)).sum() / n
+        loss_bg = (per_pixel * mask_bg.reshape(n, h * w)).sum() / n
 
-            # attention loss, with the student attention from its mean |S| maps
-            att_s_s = (h * w) * F.softmax(u_s / self.temp, dim=1)
-            att_c_s = c * F.softmax(v_s / self.temp, dim=1)
-            loss_mask = ((att_c_s - att_c_t).abs().sum() +
-                         (att_s_s - att_s_t.reshape(n, h * w)).abs().sum()) / n
+        # attention loss, with the student attention from its mean |S| maps
+        att_s_s = (h * w) * F.softmax(u_s / self.temp, dim=1)
+        att_c_s = c * F.softmax(v_s / self.temp, dim=1)
+        loss_mask = ((att_c_s - att_c_t).abs().sum() +
+                     (att_s_s - att_s_t.reshape(n, h * w)).abs().sum()) / n
 
-            # global loss sum((S + a_s) - (T + a_t))^2 with per-channel a = GcBlock add term:
-            # sum (S - T)^2 + 2 sum_c d sum_hw (S - T) + HW sum d^2, d = a_s - a_t
-            delta = (self.gc_s.transform(ctx_s) - self.gc_t.channel_add(feat_T)).reshape(n, c)
-            loss_global = (sq_sum.sum() + 2 * (delta * diff_sum).sum() +
-                           (h * w) * delta.pow(2).sum()) / n
+        # global loss sum((S + a_s) - (T + a_t))^2 with per-channel a = GcBlock add term:
+        # sum (S - T)^2 + 2 sum_c d sum_hw (S - T) + HW sum d^2, d = a_s - a_t
+        delta = (self.gc_s.transform(ctx_s) - self.gc_t.channel_add(feat_T)).reshape(n, c)
+        loss_global = (sq_sum.sum() + 2 * (delta * diff_sum).sum() +
+                       (h * w) * delta.pow(2).sum()) / n
 
         return {
             'fg': self.alpha_fgd * loss_fg,

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from mmkd.models.utils.vlr import vlr_region
 from mmkd.registry import MODELS
+from .utils import float32_loss
 
 HeadOutputs = Tuple[Sequence[Tensor], Sequence[Tensor]]
 LossCfg = Union[dict, nn.Module]
@@ -55,8 +56,8 @@ class GFLLDLoss(nn.Module):
     (PseudoSampler semantics), so the region is exactly the student's own GFL positives.
     Deliberate differences: float32 compute (also under AMP), teacher detached, avg_factor +
     float32 eps (mmdet 3.x's ``weight_reduce_loss``), no VLR for ``gt_bboxes_ignore`` (unused
-    officially with ``ignore_iof_thr=-1``). Line numbers follow methods.md section 12
-    (HikariTJU/LD @4287990c); the snapshot read here (258b2a19) has the same code.
+    officially with ``ignore_iof_thr=-1``). Line numbers are those of HikariTJU/LD at commit
+    4287990c.
 
     Args:
         num_classes (int): Number of foreground classes of both heads. Defaults to 80.
@@ -73,6 +74,9 @@ class GFLLDLoss(nn.Module):
         vlr_topk (int, optional): topk for alpha_pos; None = the assigner's ``topk``.
         vlr_gamma (float): alpha_vl / alpha_pos. Defaults to 0.25.
     """
+
+    #: the start-up checks refuse this loss between heads with different ``num_classes``
+    compares_class_logits = True
 
     def __init__(self,
                  num_classes: int = 80,
@@ -196,6 +200,7 @@ class GFLLDLoss(nn.Module):
                     f'be (N, 4*(reg_max+1)={bins}, H, W) on the class map grid; both heads need '
                     f'reg_max={self.reg_max} and the same strides.')
 
+    @float32_loss
     def forward(self,
                 preds_S: HeadOutputs,
                 preds_T: HeadOutputs,
@@ -229,10 +234,10 @@ class GFLLDLoss(nn.Module):
         bins = self.reg_max + 1
         out: Dict[str, List[Tensor]] = dict(main_ld=[], main_kd=[], vlr_ld=[])
         for lvl in range(len(cls_S)):
-            score_S = cls_S[lvl].permute(0, 2, 3, 1).reshape(-1, self.num_classes).float()
-            score_T = cls_T[lvl].permute(0, 2, 3, 1).reshape(-1, self.num_classes).float()
-            dist_S = reg_S[lvl].permute(0, 2, 3, 1).reshape(-1, 4 * bins).float()
-            dist_T = reg_T[lvl].permute(0, 2, 3, 1).reshape(-1, 4 * bins).float()
+            score_S = cls_S[lvl].permute(0, 2, 3, 1).reshape(-1, self.num_classes)
+            score_T = cls_T[lvl].permute(0, 2, 3, 1).reshape(-1, self.num_classes)
+            dist_S = reg_S[lvl].permute(0, 2, 3, 1).reshape(-1, 4 * bins)
+            dist_T = reg_T[lvl].permute(0, 2, 3, 1).reshape(-1, 4 * bins)
             labels = labels_list[lvl].reshape(-1)
             label_weights = label_weights_list[lvl].reshape(-1)
             vlr = vlr_list[lvl].reshape(-1)

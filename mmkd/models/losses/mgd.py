@@ -4,20 +4,12 @@ Yang et al., ECCV 2022, https://arxiv.org/abs/2205.01529. Matches yzd-v/MGD
 ``det/mmdet/distillation/losses/mgd.py`` L58-71 and mmrazor ``mmrazor/models/losses/mgd_loss.py``
 L19-54.
 """
-from typing import Sequence, Tuple, Union
-
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmkd.registry import MODELS
-
-Feats = Union[Tensor, Sequence[Tensor]]
-
-
-def _as_levels(feats: Feats) -> Tuple[Tensor, ...]:
-    return (feats, ) if isinstance(feats, Tensor) else tuple(feats)
+from .utils import Feats, check_same_shape, float32_loss, paired_levels
 
 
 @MODELS.register_module()
@@ -28,8 +20,8 @@ class MGDLoss(nn.Module):
 
     where the generation :math:`G(\cdot)` and the random mask :math:`M` live in
     :class:`~mmkd.models.connectors.MGDConnector` (its output is ``preds_S``). Several levels
-    given as tuples are summed. Computed in float32 with autocast disabled (a sum over C*H*W
-    overflows fp16).
+    given as tuples are summed. Computed in float32 (a sum over C*H*W overflows fp16; see
+    :mod:`mmkd.models.losses.utils`).
 
     Args:
         alpha_mgd (float): Weight of the loss. Defaults to 2e-5.
@@ -39,6 +31,7 @@ class MGDLoss(nn.Module):
         super().__init__()
         self.alpha_mgd = alpha_mgd
 
+    @float32_loss
     def forward(self, preds_S: Feats, preds_T: Feats) -> Tensor:
         """Compute the loss.
 
@@ -47,19 +40,11 @@ class MGDLoss(nn.Module):
                 N x C x H x W per level.
             preds_T (Tensor | Sequence[Tensor]): Teacher maps, same shapes.
         """
-        levels_S, levels_T = _as_levels(preds_S), _as_levels(preds_T)
-        if len(levels_S) != len(levels_T):
-            raise ValueError(f'MGDLoss got {len(levels_S)} student and {len(levels_T)} teacher '
-                             'levels')
-        with torch.autocast(device_type=levels_S[0].device.type, enabled=False):
-            loss = levels_S[0].new_zeros((), dtype=torch.float32)
-            for idx, (feat_S, feat_T) in enumerate(zip(levels_S, levels_T)):
-                if feat_S.shape != feat_T.shape or feat_S.dim() != 4:
-                    raise ValueError(
-                        f'MGDLoss level {idx}: student {tuple(feat_S.shape)} and teacher '
-                        f'{tuple(feat_T.shape)} must be N x C x H x W of the same shape; feed '
-                        'the student through mmkd.MGDConnector(student_channels, '
-                        'teacher_channels) first.')
-                loss = loss + F.mse_loss(
-                    feat_S.float(), feat_T.detach().float(), reduction='sum') / feat_T.shape[0]
+        levels_S, levels_T = paired_levels(preds_S, preds_T, 'MGDLoss')
+        loss = levels_S[0].new_zeros(())
+        for idx, (feat_S, feat_T) in enumerate(zip(levels_S, levels_T)):
+            check_same_shape(
+                feat_S, feat_T, 'MGDLoss', idx, 'feed the student through '
+                'mmkd.MGDConnector(student_channels, teacher_channels) first.')
+            loss = loss + F.mse_loss(feat_S, feat_T.detach(), reduction='sum') / feat_T.shape[0]
         return self.alpha_mgd * loss

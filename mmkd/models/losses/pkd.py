@@ -3,19 +3,12 @@
 Cao et al., NeurIPS 2022, https://arxiv.org/abs/2207.02039. Matches mmrazor's
 ``mmrazor/models/losses/pkd_loss.py`` L31-83 (the official implementation).
 """
-from typing import Sequence, Tuple, Union
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mmkd.registry import MODELS
-
-Feats = Union[torch.Tensor, Sequence[torch.Tensor]]
-
-
-def _as_levels(feats: Feats) -> Tuple[torch.Tensor, ...]:
-    return (feats, ) if isinstance(feats, torch.Tensor) else tuple(feats)
+from .utils import Feats, float32_loss, paired_levels
 
 
 @MODELS.register_module()
@@ -28,7 +21,8 @@ class PKDLoss(nn.Module):
     .. math:: L = w \sum_l \tfrac{1}{2}\,\mathrm{mean}_{n,c,h,w}(\hat S_l - \hat T_l)^2
               \approx w \sum_l (1 - \bar r_l)
 
-    where :math:`\bar r_l` is the mean per-channel Pearson correlation of level l.
+    where :math:`\bar r_l` is the mean per-channel Pearson correlation of level l. Computed in
+    float32 (see :mod:`mmkd.models.losses.utils`).
 
     Args:
         loss_weight (float): Weight of the loss. Defaults to 1.0.
@@ -56,6 +50,7 @@ class PKDLoss(nn.Module):
         std = flat.std(dim=-1, keepdim=True)
         return ((flat - mean) / (std + 1e-6)).reshape(c, n, h, w).permute(1, 0, 2, 3)
 
+    @float32_loss
     def forward(self, preds_S: Feats, preds_T: Feats) -> torch.Tensor:
         """Sum of per-level losses.
 
@@ -63,13 +58,10 @@ class PKDLoss(nn.Module):
             preds_S (Tensor | Sequence[Tensor]): student features, N x C x H x W per level.
             preds_T (Tensor | Sequence[Tensor]): teacher features, same number of levels.
         """
-        levels_S, levels_T = _as_levels(preds_S), _as_levels(preds_T)
-        if len(levels_S) != len(levels_T):
-            raise ValueError(f'PKDLoss got {len(levels_S)} student levels and '
-                             f'{len(levels_T)} teacher levels; record the same levels.')
-        loss = levels_S[0].new_zeros((), dtype=torch.float32)
+        levels_S, levels_T = paired_levels(preds_S, preds_T, 'PKDLoss')
+        loss = levels_S[0].new_zeros(())
         for i, (feat_S, feat_T) in enumerate(zip(levels_S, levels_T)):
-            feat_S, feat_T = feat_S.float(), feat_T.detach().float()
+            feat_T = feat_T.detach()
             if feat_S.shape[:2] != feat_T.shape[:2]:
                 raise ValueError(
                     f'PKDLoss level {i}: student {tuple(feat_S.shape)} and teacher '

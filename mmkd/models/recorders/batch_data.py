@@ -6,11 +6,13 @@ from torch import nn
 
 from mmkd.registry import TASK_UTILS
 
+#: two-stage students only: both RoI heads' class logits on the student's sampled RoIs
+ROI_LOGIT_SOURCES = ('student_roi_cls_scores', 'teacher_roi_cls_scores')
+#: two-stage students only: the student's sampled RoIs (K x 5), their labels (background =
+#: num_classes) and the RoI logits above
+ROI_SOURCES = ('rois', 'roi_labels') + ROI_LOGIT_SOURCES
 #: what a ``BatchData`` recorder can give a loss; filled by ``DetectionDistill`` every step
-BATCH_DATA_SOURCES = ('batch_gt_instances', 'batch_img_metas', 'batch_data_samples',
-                      # two-stage students: the student's sampled RoIs (K x 5), their labels
-                      # (background = num_classes) and both RoI heads' class logits on them
-                      'rois', 'roi_labels', 'student_roi_cls_scores', 'teacher_roi_cls_scores')
+BATCH_DATA_SOURCES = ('batch_gt_instances', 'batch_img_metas', 'batch_data_samples') + ROI_SOURCES
 
 
 @TASK_UTILS.register_module()  # configs say 'mmkd.BatchData': mmrazor appends 'Recorder'

@@ -1,2 +1,2 @@
+from .box_mask import boxes_of, concat_gt_boxes, meta_hw, rasterize_boxes_max  # noqa: F401
 from .vlr import vlr_region  # noqa: F401
-from .box_mask import defeat_gt_masks, fgd_masks, map_boxes_to_levels, rasterize_boxes_max  # noqa: F401,E501

@@ -1,4 +1,4 @@
-"""Batched ground-truth-box -> feature-map rasterisation shared by the GT-aware losses.
+"""Batched ground-truth-box -> feature-map rasterisation, shared by the GT-aware losses.
 
 Every function here handles all boxes of a batch at once: the boxes of all images are
 concatenated (with an image index per box), each box becomes a row range and a column range on
@@ -7,28 +7,17 @@ grids, and the per-image result is reduced with ``index_reduce_(..., 'amax')``. 
 Python loop over boxes (or images), so the cost is a handful of kernels per call whatever the
 number of boxes.
 
-Two rules are implemented, each reproducing an official implementation:
-
-* :func:`fgd_masks` -- FGD (yzd-v/FGD ``mmdet/distillation/losses/fgd.py`` L83-106 of the
-  current master, which fixed an earlier height/width swap): boxes scaled to the feature map,
-  ``floor``/``ceil`` extent, inclusive fill with ``1 / area`` (area in feature pixels of the
-  inclusive extent), the maximum where boxes overlap (small boxes win); background mask =
-  ``1[fg == 0] / sum(1[fg == 0])`` per image.
-* :func:`defeat_gt_masks` -- DeFeat (ggjy/DeFeat.pytorch
-  ``mmdet/models/dense_heads/anchor_head.py`` L168-173 level assignment, L262-297 mask): each GT
-  is assigned to one level by its size, mapped by ``int(coord / stride)`` and filled on the
-  half-open range; a degenerate range marks a single pixel. Binary.
+The method-specific rules that map boxes to ranges live in the methods' files:
+``fgd_masks`` in :mod:`mmkd.models.losses.fgd`, ``defeat_gt_masks`` in
+:mod:`mmkd.models.losses.defeat`.
 """
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-__all__ = [
-    'boxes_of', 'concat_gt_boxes', 'rasterize_boxes_max', 'fgd_masks', 'map_boxes_to_levels',
-    'defeat_gt_masks'
-]
+__all__ = ['boxes_of', 'concat_gt_boxes', 'meta_hw', 'rasterize_boxes_max']
 
 
 def boxes_of(instances) -> Tensor:
@@ -98,7 +87,11 @@ def rasterize_boxes_max(row_start: Tensor, row_end: Tensor, col_start: Tensor, c
     return out
 
 
-def _shape_hw(meta: dict, key: str) -> Tuple[int, int]:
+def meta_hw(meta: dict, key: str) -> Tuple[int, int]:
+    """``(height, width)`` of an image meta's ``key`` (``img_shape``, ``batch_input_shape``).
+
+    ``batch_input_shape`` falls back to ``pad_shape`` (the same for a single padded image).
+    """
     if key not in meta:
         if key == 'batch_input_shape' and 'pad_shape' in meta:
             key = 'pad_shape'
@@ -106,110 +99,3 @@ def _shape_hw(meta: dict, key: str) -> Tuple[int, int]:
             raise KeyError(f"img meta lacks '{key}' (keys: {sorted(meta)}); mmdet's "
                            'DetDataPreprocessor sets it on every data sample')
     return int(meta[key][0]), int(meta[key][1])
-
-
-@torch.no_grad()
-def fgd_masks(batch_gt_instances: Sequence,
-              batch_img_metas: Sequence[dict],
-              feat_hw: Tuple[int, int],
-              box_scale: str = 'padded',
-              device: Optional[torch.device] = None) -> Tuple[Tensor, Tensor]:
-    """FGD's foreground and background masks for one feature level.
-
-    Args:
-        batch_gt_instances (Sequence[InstanceData]): GT of each image, ``.bboxes`` in input
-            pixels (x1, y1, x2, y2).
-        batch_img_metas (Sequence[dict]): metas with ``batch_input_shape`` and ``img_shape``.
-        feat_hw (tuple): (H, W) of the feature map.
-        box_scale (str): ``'padded'`` scales boxes by the padded batch shape
-            (``batch_input_shape``), which is what the feature map covers; ``'img_shape'``
-            scales by the un-padded image shape as the official code does (the two agree when
-            an image is not padded).
-        device: device of the returned masks.
-
-    Returns:
-        tuple: ``mask_fg`` and ``mask_bg``, both ``N x H x W`` float32. ``mask_fg`` holds
-        ``1/area`` of the smallest covering box, ``mask_bg`` is ``1/#bg`` on background
-        pixels of each image (all zero if the image has none).
-    """
-    if box_scale not in ('padded', 'img_shape'):
-        raise ValueError(f"box_scale must be 'padded' or 'img_shape', got {box_scale!r}")
-    if len(batch_gt_instances) != len(batch_img_metas):
-        raise ValueError(f'got {len(batch_gt_instances)} gt instances and '
-                         f'{len(batch_img_metas)} img metas')
-    height, width = int(feat_hw[0]), int(feat_hw[1])
-    num_imgs = len(batch_img_metas)
-    boxes, img_inds = concat_gt_boxes(batch_gt_instances, device)
-    device = boxes.device
-    key = 'batch_input_shape' if box_scale == 'padded' else 'img_shape'
-    shapes = torch.tensor([_shape_hw(m, key) for m in batch_img_metas],
-                          dtype=torch.float32, device=device).reshape(num_imgs, 2)
-    box_hw = shapes[img_inds]  # M x 2 (h, w)
-    # same operation order as the official code: coord / img_size * feat_size (float32)
-    wmin = torch.floor(boxes[:, 0] / box_hw[:, 1] * width).long()
-    wmax = torch.ceil(boxes[:, 2] / box_hw[:, 1] * width).long()
-    hmin = torch.floor(boxes[:, 1] / box_hw[:, 0] * height).long()
-    hmax = torch.ceil(boxes[:, 3] / box_hw[:, 0] * height).long()
-    # area of the inclusive extent, before any cut at the map border (as official)
-    area = 1.0 / (hmax + 1 - hmin).float() / (wmax + 1 - wmin).float()
-    # inclusive [min, max] -> half-open [min, max + 1); a negative start is cut at 0 (the
-    # official slice would count it from the end of the map)
-    mask_fg = rasterize_boxes_max(hmin.clamp(min=0), hmax + 1, wmin.clamp(min=0), wmax + 1, area,
-                                  img_inds, num_imgs, height, width)
-    mask_bg = (mask_fg == 0).to(torch.float32)
-    num_bg = mask_bg.sum(dim=(1, 2), keepdim=True)
-    mask_bg = mask_bg / num_bg.clamp(min=1.0)
-    return mask_fg, mask_bg
-
-
-def map_boxes_to_levels(boxes: Tensor, num_levels: int, finest_scale: float = 56.) -> Tensor:
-    """DeFeat's (= mmdet 2.0 RoI extractor's) level of each box.
-
-    ``lvl = floor(log2(sqrt((w + 1) * (h + 1)) / finest_scale + 1e-6))`` clamped to
-    ``[0, num_levels - 1]`` (``anchor_head.py`` L168-173).
-    """
-    scale = torch.sqrt((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1))
-    lvls = torch.floor(torch.log2(scale / finest_scale + 1e-6))
-    return lvls.clamp(min=0, max=num_levels - 1).long()
-
-
-@torch.no_grad()
-def defeat_gt_masks(batch_gt_instances: Sequence,
-                    featmap_sizes: Sequence[Tuple[int, int]],
-                    strides: Sequence[int],
-                    finest_scale: float = 56.,
-                    device: Optional[torch.device] = None) -> List[Tensor]:
-    """DeFeat's binary GT masks, one ``N x H_l x W_l`` float32 tensor per level.
-
-    Each box is imitated on exactly one level (:func:`map_boxes_to_levels`). On that level
-    ``lx = max(int(x1 / s), 0)``, ``rx = min(int(x2 / s), W)`` (same for y) and the half-open
-    block ``[ly:ry, lx:rx]`` is set; if ``lx == rx`` or ``ly == ry`` the single pixel
-    ``(ly, lx)`` is set instead. Deliberate difference: that pixel is skipped when it lies
-    outside the map (the official code raises an IndexError there).
-    """
-    if len(featmap_sizes) != len(strides):
-        raise ValueError(f'{len(featmap_sizes)} feature levels but {len(strides)} strides '
-                         f'{tuple(strides)}; give one stride per level')
-    num_imgs = len(batch_gt_instances)
-    boxes, img_inds = concat_gt_boxes(batch_gt_instances, device)
-    device = boxes.device
-    lvls = map_boxes_to_levels(boxes, len(featmap_sizes), finest_scale)
-    masks = []
-    for level, ((height, width), stride) in enumerate(zip(featmap_sizes, strides)):
-        height, width = int(height), int(width)
-        sel = lvls == level
-        lvl_boxes, lvl_inds = boxes[sel], img_inds[sel]
-        # int() truncation toward zero, as the official code
-        mapped = (lvl_boxes / stride).to(torch.long)
-        lx = mapped[:, 0].clamp(min=0)
-        ly = mapped[:, 1].clamp(min=0)
-        rx = mapped[:, 2].clamp(max=width)
-        ry = mapped[:, 3].clamp(max=height)
-        degenerate = (lx == rx) | (ly == ry)
-        # a degenerate box becomes the one pixel [ly, ly + 1) x [lx, lx + 1)
-        rx = torch.where(degenerate, lx + 1, rx)
-        ry = torch.where(degenerate, ly + 1, ry)
-        ones = torch.ones(lx.shape, device=device, dtype=torch.float32)
-        masks.append(
-            rasterize_boxes_max(ly, ry, lx, rx, ones, lvl_inds, num_imgs, height, width))
-    return masks

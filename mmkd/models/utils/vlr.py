@@ -1,10 +1,11 @@
 """LD's valuable localisation region (VLR).
 
 Zheng et al., Localization Distillation for Dense Object Detection, CVPR 2022,
-https://arxiv.org/abs/2102.12252. Official: HikariTJU/LD
+https://arxiv.org/abs/2102.12252. Official: HikariTJU/LD (line numbers at commit 4287990c)
 ``mmdet/core/bbox/assigners/atss_assigner.py`` ``get_vlr_region`` (L183-298; the same code is
-named ``assign_neg`` in older snapshots) with the DIoU of
-``mmdet/core/bbox/iou_calculators/iou2d_calculator.py`` ``bbox_overlaps(mode='diou')``.
+named ``assign_neg`` in older snapshots) with the "DIoU" of that fork's
+``mmdet/core/bbox/iou_calculators/iou2d_calculator.py`` ``bbox_overlaps(mode='diou')``
+(L43-188), which is not the DIoU of the paper (see :func:`iou_and_ld_diou`).
 """
 from typing import Sequence, Tuple
 
@@ -19,28 +20,46 @@ def _as_tensor(boxes) -> Tensor:
     return getattr(boxes, 'tensor', boxes)
 
 
-def iou_and_diou(boxes1: Tensor, boxes2: Tensor, eps: float = _EPS) -> Tuple[Tensor, Tensor]:
-    r"""Pairwise IoU and DIoU (M x N) with the official numerics.
+def iou_and_ld_diou(anchors: Tensor, gt_bboxes: Tensor,
+                    eps: float = _EPS) -> Tuple[Tensor, Tensor]:
+    r"""Pairwise IoU and LD's "DIoU" (A x G), both as the official code computes them.
 
-    ``IoU = inter / max(union, eps)``; ``DIoU = IoU - rho^2 / max(c^2, eps)`` with ``rho`` the
-    centre distance and ``c`` the diagonal of the smallest enclosing box.
+    ``IoU = inter / max(area_a + area_g - inter, eps)`` (``get_vlr_region`` L196, mode 'iou').
+    The "DIoU" (L197, ``mode='diou'``) divides the intersection by the **anchor's** area, not
+    by the union, because the fork's ``bbox_overlaps`` keeps the union only for 'iou' and
+    'giou' (``iou2d_calculator.py`` L146-149)::
+
+        if mode in ['iou', 'giou']:
+            union = area1[..., None] + area2[..., None, :] - overlap
+        else:
+            union = area1[..., None]
+
+    and then (L165-168, L181-187) ``union = max(union, eps)``, ``ious = overlap / union``,
+    ``rho2`` = squared centre distance, ``enclose_c = max(c^2, eps)`` with ``c`` the diagonal of
+    the smallest enclosing box, ``dious = ious - rho2 / enclose_c``. So
+
+    .. math:: \mathrm{DIoU}_{LD}(a, g) = \frac{|a \cap g|}{\max(|a|, \epsilon)}
+              - \frac{\rho^2(a, g)}{\max(c^2(a, g), \epsilon)}, \qquad \epsilon = 10^{-6}
+
+    Since :math:`|a| \le |a \cup g|` it is never below the paper's DIoU, and equals it only
+    when the GT lies inside the anchor; it is far higher where the GT covers much of the anchor
+    (an anchor inside a large GT scores 1 minus the penalty, where the paper's DIoU gives
+    :math:`|a|/|g|` minus it), so such anchors reach ``alpha_pos`` and leave the region.
     """
-    b1, b2 = boxes1[:, None, :], boxes2[None, :, :]
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    lt = torch.max(b1[..., :2], b2[..., :2])
-    rb = torch.min(b1[..., 2:], b2[..., 2:])
-    wh = (rb - lt).clamp(min=0)
+    area_a = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
+    area_g = (gt_bboxes[:, 2] - gt_bboxes[:, 0]) * (gt_bboxes[:, 3] - gt_bboxes[:, 1])
+    a, g = anchors[:, None, :], gt_bboxes[None, :, :]
+    wh = (torch.min(a[..., 2:], g[..., 2:]) - torch.max(a[..., :2], g[..., :2])).clamp(min=0)
     overlap = wh[..., 0] * wh[..., 1]
     eps_t = overlap.new_tensor([eps])
-    union = torch.max(area1[:, None] + area2[None, :] - overlap, eps_t)
-    iou = overlap / union
-    rho2 = ((b2[..., 0] + b2[..., 2]) - (b1[..., 0] + b1[..., 2]))**2 / 4 + \
-        ((b2[..., 1] + b2[..., 3]) - (b1[..., 1] + b1[..., 3]))**2 / 4
-    enclose_wh = (torch.max(b1[..., 2:], b2[..., 2:]) -
-                  torch.min(b1[..., :2], b2[..., :2])).clamp(min=0)
+    iou = overlap / torch.max(area_a[:, None] + area_g[None, :] - overlap, eps_t)
+    inter_over_anchor = overlap / torch.max(area_a[:, None], eps_t)
+    rho2 = ((g[..., 0] + g[..., 2]) - (a[..., 0] + a[..., 2]))**2 / 4 + \
+        ((g[..., 1] + g[..., 3]) - (a[..., 1] + a[..., 3]))**2 / 4
+    enclose_wh = (torch.max(a[..., 2:], g[..., 2:]) -
+                  torch.min(a[..., :2], g[..., :2])).clamp(min=0)
     enclose_c = torch.max(enclose_wh[..., 0]**2 + enclose_wh[..., 1]**2, eps_t)
-    return iou, iou - rho2 / enclose_c
+    return iou, inter_over_anchor - rho2 / enclose_c
 
 
 @torch.no_grad()
@@ -55,7 +74,10 @@ def vlr_region(anchors: Tensor,
     ``torch.std``) of the IoUs between g and its ``topk`` centre-nearest anchors on every
     level (``min(topk, n_l)`` per level, all levels pooled). An anchor a is in g's VLR when
 
-    .. math:: \gamma\,\alpha_{pos}(g) \le \mathrm{DIoU}(a, g) < \alpha_{pos}(g).
+    .. math:: \gamma\,\alpha_{pos}(g) \le \mathrm{DIoU}_{LD}(a, g) < \alpha_{pos}(g)
+
+    with LD's "DIoU" (:func:`iou_and_ld_diou`: intersection over the anchor's area minus the
+    centre penalty), as the official code; ``alpha_pos`` and the returned values are plain IoU.
 
     Candidates are all anchors of every level; ATSS positives are not excluded and the anchor
     centre need not lie inside g (the official ``is_in_gts`` filter is commented out). The
@@ -87,7 +109,7 @@ def vlr_region(anchors: Tensor,
     if num_gt == 0 or num_anchors == 0:
         return region
 
-    iou, diou = iou_and_diou(anchors, gt_bboxes)
+    iou, diou = iou_and_ld_diou(anchors, gt_bboxes)
 
     # centre distances (A, G), as the ATSS assigner
     anchor_ctr = (anchors[:, :2] + anchors[:, 2:]) / 2.0

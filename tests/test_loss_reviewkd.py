@@ -1,33 +1,21 @@
 """ABFConnector + HCLLoss against ReviewKD's ``Detection/model/kd_trans.py``."""
-import os.path as osp
-import sys
-
 import pytest
 import torch
 
 from mmkd.models.connectors.abf import ABFConnector
-from mmkd.models.losses.review import HCLLoss
-
-sys.path.insert(0, osp.dirname(__file__))
-from oracles import abf_oracle, hcl_oracle, rel_err  # noqa: E402
+from mmkd.models.losses.reviewkd import HCLLoss
+from oracles import abf_oracle, hcl_oracle, random_levels, randomise_parameters, rel_err
 
 TOL = 1e-5
 SHAPES = [(20, 24), (10, 12), (5, 6), (3, 3), (2, 2)]
 
 
-def features(shapes=SHAPES, n=2, cs=4, ct=4, seed=0, dtype=torch.float32):
-    gen = torch.Generator().manual_seed(seed)
-    S = [torch.randn(n, cs, h, w, generator=gen).to(dtype).requires_grad_() for h, w in shapes]
-    T = [torch.randn(n, ct, h, w, generator=gen).to(dtype) for h, w in shapes]
-    return S, T
+def features(shapes=SHAPES, **kwargs):
+    return random_levels(shapes, **kwargs)
 
 
 def randomise(module, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3 + (1.0 if p.dim() == 1 else 0.0))
-    return module
+    return randomise_parameters(module, seed, std=0.3, vector_mean=1.0)
 
 
 def compare(connector, loss, S, T):

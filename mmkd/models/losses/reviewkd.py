@@ -5,7 +5,7 @@ https://arxiv.org/abs/2104.09044. Matches dvlab-research/ReviewKD
 ``Detection/model/kd_trans.py`` L75-92 (``hcl``); the student side is the output of
 :class:`~mmkd.models.connectors.ABFConnector`.
 """
-from typing import List, Sequence, Tuple, Union
+from typing import List, Sequence
 
 import torch
 import torch.nn as nn
@@ -13,12 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmkd.registry import MODELS
-
-Feats = Union[Tensor, Sequence[Tensor]]
-
-
-def _as_levels(feats: Feats) -> Tuple[Tensor, ...]:
-    return (feats, ) if isinstance(feats, Tensor) else tuple(feats)
+from .utils import Feats, check_same_shape, float32_loss, paired_levels
 
 
 def _pool_matrix(length: int, sizes: Sequence[int], device: torch.device) -> Tensor:
@@ -70,7 +65,8 @@ class HCLLoss(nn.Module):
 
     Deliberate difference (numerics only): the pooled maps of all sizes are computed with one
     separable matrix product per map (the same bins as ``adaptive_avg_pool2d``, equal up to
-    rounding) instead of one pooling per size; computed in float32 with autocast disabled.
+    rounding) instead of one pooling per size; computed in float32 (see
+    :mod:`mmkd.models.losses.utils`).
 
     Args:
         loss_weight (float): Weight of the loss (ReviewKD's ``REVIEWKD_LOSS_WEIGHT``: 1.2 for
@@ -83,6 +79,7 @@ class HCLLoss(nn.Module):
         self.loss_weight = loss_weight
         self.pool_sizes = tuple(pool_sizes)
 
+    @float32_loss
     def forward(self, preds_S: Feats, preds_T: Feats) -> Tensor:
         """Compute the loss.
 
@@ -90,29 +87,23 @@ class HCLLoss(nn.Module):
             preds_S (Tensor | Sequence[Tensor]): Connector outputs, N x C x H x W per level.
             preds_T (Tensor | Sequence[Tensor]): Teacher levels, same shapes.
         """
-        levels_S, levels_T = _as_levels(preds_S), _as_levels(preds_T)
-        if len(levels_S) != len(levels_T):
-            raise ValueError(f'HCLLoss got {len(levels_S)} student and {len(levels_T)} teacher '
-                             'levels')
-        with torch.autocast(device_type=levels_S[0].device.type, enabled=False):
-            total = levels_S[0].new_zeros((), dtype=torch.float32)
-            for idx, (feat_S, feat_T) in enumerate(zip(levels_S, levels_T)):
-                if feat_S.dim() != 4 or feat_S.shape != feat_T.shape:
-                    raise ValueError(
-                        f'HCLLoss level {idx}: student {tuple(feat_S.shape)} and teacher '
-                        f'{tuple(feat_T.shape)} must be N x C x H x W of the same shape; pass '
-                        'the student through mmkd.ABFConnector(in_channels, out_channels).')
-                feat_S, feat_T = feat_S.float(), feat_T.detach().float()
-                loss = F.mse_loss(feat_S, feat_T)
-                sizes = [size for size in self.pool_sizes if size < feat_S.shape[2]]
-                if sizes:
-                    pooled_S = _adaptive_pools(feat_S, sizes)
-                    pooled_T = _adaptive_pools(feat_T, sizes)
-                    weight, norm = 1.0, 1.0
-                    for p_S, p_T in zip(pooled_S, pooled_T):
-                        weight /= 2.0
-                        loss = loss + weight * F.mse_loss(p_S, p_T)
-                        norm += weight
-                    loss = loss / norm
-                total = total + loss
+        levels_S, levels_T = paired_levels(preds_S, preds_T, 'HCLLoss')
+        total = levels_S[0].new_zeros(())
+        for idx, (feat_S, feat_T) in enumerate(zip(levels_S, levels_T)):
+            check_same_shape(
+                feat_S, feat_T, 'HCLLoss', idx, 'pass the student through '
+                'mmkd.ABFConnector(in_channels, out_channels).')
+            feat_T = feat_T.detach()
+            loss = F.mse_loss(feat_S, feat_T)
+            sizes = [size for size in self.pool_sizes if size < feat_S.shape[2]]
+            if sizes:
+                pooled_S = _adaptive_pools(feat_S, sizes)
+                pooled_T = _adaptive_pools(feat_T, sizes)
+                weight, norm = 1.0, 1.0
+                for p_S, p_T in zip(pooled_S, pooled_T):
+                    weight /= 2.0
+                    loss = loss + weight * F.mse_loss(p_S, p_T)
+                    norm += weight
+                loss = loss / norm
+            total = total + loss
         return self.loss_weight * total

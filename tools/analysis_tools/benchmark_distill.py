@@ -1,7 +1,7 @@
-"""What distillation costs on top of training the student, per method (issue 5).
+"""What distillation costs on top of training the student, per method.
 
-    python tools/benchmark_distill.py [--methods pkd ld ...] [--repeats 5] [--warmup 2]
-                                      [--size 128] [--batch 2] [--threads 1] [--no-sizes]
+    python tools/analysis_tools/benchmark_distill.py [--methods pkd ld ...] [--repeats 5]
+        [--warmup 2] [--size 128] [--batch 2] [--threads 1] [--no-sizes]
 
 For every ``configs/toy/<method>_*_toy.py`` whose model is a ``DetectionDistill`` (or those named
 by ``--methods``), with the same seed and the same small CPU batch (random images, two boxes
@@ -42,12 +42,11 @@ import statistics
 import sys
 import time
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 _MALLOC = {'MALLOC_MMAP_THRESHOLD_': '65536', 'MALLOC_TRIM_THRESHOLD_': '131072'}
 if __name__ == '__main__' and any(os.environ.get(k) != v for k, v in _MALLOC.items()):
     os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **_MALLOC))
 
-sys.path.insert(0, REPO)
 import torch  # noqa: E402
 
 import mmkd  # noqa: E402,F401

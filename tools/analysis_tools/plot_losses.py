@@ -1,6 +1,7 @@
 """Training curves of one or several runs from mmengine's JSON logs.
 
-    python tools/plot_losses.py WORK_DIR [WORK_DIR ...] --out curves.png [--keys REGEX]
+    python tools/analysis_tools/plot_losses.py WORK_DIR [WORK_DIR ...] --out curves.png
+        [--keys REGEX]
 
 Reads every ``<work_dir>/<timestamp>/vis_data/<timestamp>.json`` (else ``scalars.json``; a
 ``.json`` file may also be given directly), one JSON object per line, runs of one work dir
@@ -22,10 +23,7 @@ import json
 import math
 import os.path as osp
 import re
-import sys
 from typing import Dict, List, Tuple
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 NOT_CURVES = {'lr', 'base_lr', 'momentum', 'time', 'data_time', 'memory', 'grad_norm', 'epoch',
               'iter', 'step'}

@@ -1,6 +1,6 @@
 """Pictures of what a distillation set-up sees and weighs on one image.
 
-    python tools/visualize_distill.py CONFIG --image IMG --out DIR
+    python tools/analysis_tools/visualize_distill.py CONFIG --image IMG --out DIR
         [--teacher-ckpt PATH] [--student-ckpt PATH] [--ann COCO_JSON] [--cwd-top K]
 
 Builds the ``mmkd.DetectionDistill`` model of CONFIG (teacher weights from ``--teacher-ckpt``,
@@ -34,7 +34,6 @@ import json
 import math
 import os
 import os.path as osp
-import sys
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -42,15 +41,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import mmkd  # noqa: F401,E402
-from mmengine.config import Config, DictAction  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import mmkd  # noqa: F401
+from mmengine.config import Config, DictAction
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.patches import Rectangle
 
-from mmkd.visualization.figures import panel_figure, save_figure  # noqa: E402
+from mmkd.visualization.figures import panel_figure, save_figure
 
 GT_COLOR = '#00ff66'
 TITLE_FS = 7
@@ -340,8 +338,7 @@ class Visualizer:
 
     # -- 02
     def fgd(self):
-        from mmkd.models.losses.fgd import FGDLoss, fgd_attention
-        from mmkd.models.utils.box_mask import fgd_masks
+        from mmkd.models.losses.fgd import FGDLoss, fgd_attention, fgd_masks
         if len(self.gt_np) == 0:
             return self.skip('fgd', 'no GT boxes: the foreground mask is empty')
         found = find_losses(self.model, FGDLoss)
@@ -395,8 +392,7 @@ class Visualizer:
 
     # -- 03
     def defeat(self):
-        from mmkd.models.losses.defeat import DeFeatLoss
-        from mmkd.models.utils.box_mask import defeat_gt_masks, map_boxes_to_levels
+        from mmkd.models.losses.defeat import DeFeatLoss, defeat_gt_masks, map_boxes_to_levels
         if len(self.gt_np) == 0:
             return self.skip('defeat', 'no GT boxes to assign')
         found = find_losses(self.model, DeFeatLoss)
