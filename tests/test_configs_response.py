@@ -105,7 +105,7 @@ def test_toy_configs_follow_the_main_job_conventions():
         stem = osp.basename(cfg.model.teacher_ckpt)[len('teacher_'):-len('.pth')]
         assert cfg.model.teacher_ckpt == f'work_dirs/toy/teacher_{stem}.pth'
         assert osp.isfile(osp.join(toy, stem + '.py'))
-        student = osp.splitext(osp.basename(cfg.model.architecture.cfg_path))[0] + '_toy.py'
+        student = osp.basename(cfg.model.architecture.cfg_path).replace('_1x_coco', '_toy')
         assert osp.isfile(osp.join(toy, student))
 
 

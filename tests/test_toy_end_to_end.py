@@ -187,12 +187,12 @@ def test_main_job_seeds_every_training_and_keeps_only_same_seed_models(tmp_path,
         return 12.5
 
     monkeypatch.setattr(job, 'run', fake_run)
-    assert job.train('configs/toy/gfl_r18_fpn_toy.py', str(tmp_path), seed=7) == 12.5
+    assert job.train('configs/toy/gfl_r18-fpn_toy.py', str(tmp_path), seed=7) == 12.5
     assert commands[-1][-2:] == ['--cfg-options', 'randomness.seed=7']
     assert job.read_seed(str(tmp_path)) == 7
     # kept when the seed matches, trained again when it does not, unseeded: no seed option
-    job.train('configs/toy/gfl_r18_fpn_toy.py', str(tmp_path), keep_trained=True, seed=7)
+    job.train('configs/toy/gfl_r18-fpn_toy.py', str(tmp_path), keep_trained=True, seed=7)
     assert len(commands) == 1
-    job.train('configs/toy/gfl_r18_fpn_toy.py', str(tmp_path), keep_trained=True, seed=None)
+    job.train('configs/toy/gfl_r18-fpn_toy.py', str(tmp_path), keep_trained=True, seed=None)
     assert len(commands) == 2 and '--cfg-options' not in commands[-1]
     assert job.read_seed(str(tmp_path)) is None

@@ -2,7 +2,7 @@
 # one FPN level (P2-P6) through a 3x3 adaptation conv, foreground and background separately;
 # weights fg 4 / bg 16, the author's advice for COCO (DeFeat issue #18; the released VOC config
 # uses 3 / 12). defeat-full_* adds the RoI-head term.
-_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d_faster-rcnn_r18_1x_coco.py']
+_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py']
 
 model = dict(
     distiller=dict(

@@ -3,7 +3,7 @@
 # configs/distillers/fgd/fgd_faster_rcnn_rx101_64x4d_distill_faster_rcnn_r50_fpn_2x_coco.py):
 # temp 0.5, alpha 5e-5, beta 2.5e-5, gamma 5e-5, lambda 5e-7. The official X101 teacher runs
 # without inheriting; switch it on with model.inherit_from_teacher=['rpn_head', 'roi_head'].
-_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d_faster-rcnn_r18_1x_coco.py']
+_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py']
 
 fpn_levels = [0, 1, 2, 3]
 fgd = dict(type='mmkd.FGDLoss', student_channels=256, teacher_channels=256, temp=0.5,

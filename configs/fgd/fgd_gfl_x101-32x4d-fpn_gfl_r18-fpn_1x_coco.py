@@ -3,7 +3,7 @@
 # (yzd-v/FGD configs/distillers/fgd/fgd_gfl_r101_fpn_2x_distill_gfl_r50_fpn_1x_coco.py):
 # temp 0.5, alpha 1e-3, beta 5e-4, gamma 5e-4, lambda 5e-6, and the inheriting strategy (the
 # student's head starts from the teacher's; the necks differ in input channels, so only the head).
-_base_ = ['../_base_/distill/gfl_x101-32x4d_gfl_r18_1x_coco.py']
+_base_ = ['../_base_/distill/gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py']
 
 fpn_levels = [0, 1, 2, 3, 4]
 fgd = dict(type='mmkd.FGDLoss', student_channels=256, teacher_channels=256, temp=0.5,

@@ -1,7 +1,7 @@
 # MGD (Yang et al., ECCV 2022) on Faster R-CNN: masked generative distillation of FPN levels
 # P2-P5 with the official two-stage settings (yzd-v/MGD det configs, Faster/Mask R-CNN):
 # alpha 5e-7, lambda (mask ratio) 0.45, no inheriting.
-_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d_faster-rcnn_r18_1x_coco.py']
+_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py']
 
 fpn_levels = [0, 1, 2, 3]
 model = dict(

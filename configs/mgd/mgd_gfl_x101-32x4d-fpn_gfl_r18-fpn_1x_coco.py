@@ -1,7 +1,7 @@
 # MGD (Yang et al., ECCV 2022) on GFL: masked generative distillation of FPN levels P3-P7 with
 # the official one-stage settings (yzd-v/MGD det configs, RetinaNet/RepPoints): alpha 2e-5,
 # lambda (mask ratio) 0.65, and the inheriting strategy (student head from the teacher).
-_base_ = ['../_base_/distill/gfl_x101-32x4d_gfl_r18_1x_coco.py']
+_base_ = ['../_base_/distill/gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py']
 
 fpn_levels = [0, 1, 2, 3, 4]
 model = dict(

@@ -67,6 +67,7 @@ def toy_schedule(epochs):
 
 
 toy_run = dict(
+    custom_imports=dict(imports=['mmkd'], allow_failed_imports=False),  # the data set
     train_dataloader=dict(
         _delete_=True,
         batch_size=8,
@@ -111,8 +112,8 @@ toy_frcnn_teacher = dict(backbone=toy_teacher_backbone, **toy_frcnn_head)
 toy_gfl_distill = dict(
     architecture=toy_gfl,
     teacher=toy_gfl_teacher,
-    teacher_ckpt='work_dirs/toy/teacher_gfl_x50-32x4d_fpn_toy.pth')
+    teacher_ckpt='work_dirs/toy/teacher_gfl_x50-32x4d-fpn_toy.pth')
 toy_frcnn_distill = dict(
     architecture=toy_frcnn,
     teacher=toy_frcnn_teacher,
-    teacher_ckpt='work_dirs/toy/teacher_faster-rcnn_x50-32x4d_fpn_toy.pth')
+    teacher_ckpt='work_dirs/toy/teacher_faster-rcnn_x50-32x4d-fpn_toy.pth')
