@@ -1,6 +1,9 @@
 # MGD (Yang et al., ECCV 2022) on Faster R-CNN: masked generative distillation of FPN levels
-# P2-P5 with the official two-stage settings (yzd-v/MGD det configs, Faster/Mask R-CNN):
-# alpha 5e-7, lambda (mask ratio) 0.45, no inheriting.
+# P2-P5 with the official two-stage settings (yzd-v/MGD det/configs/distillers/mgd/
+# cascade_mask_rcnn_rx101_32x4d_distill_faster_rcnn_r50_fpn_2x_coco.py): alpha 5e-7, lambda
+# (mask ratio) 0.45, gradient clipping at 35, and no inheriting (that config's Cascade Mask R-CNN
+# teacher has other heads; MGD has no same-architecture two-stage config). It trains 2x: see the
+# _2x_ config.
 _base_ = ['../_base_/distill/faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py']
 
 fpn_levels = [0, 1, 2, 3]
