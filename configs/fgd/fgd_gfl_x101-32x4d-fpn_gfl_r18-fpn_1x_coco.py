@@ -26,3 +26,6 @@ model = dict(
                 batch_img_metas=dict(from_student=True, recorder='metas'))
             for i in fpn_levels
         }))
+# gradient clipping as the official config (L96); its baseline:
+# configs/detectors/gfl_r18-fpn_clip-grad-35_1x_coco.py
+optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))

@@ -26,3 +26,6 @@ model = dict(
                 preds_T=dict(from_student=False, recorder='fpn', data_idx=i))
             for i in fpn_levels
         }))
+# gradient clipping as the official config (L78); its baseline:
+# configs/detectors/gfl_r18-fpn_clip-grad-35_1x_coco.py
+optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))

@@ -12,7 +12,8 @@ model = dict(
     teacher=dict(cfg_path='mmdet::faster_rcnn/faster-rcnn_x101-32x4d_fpn_1x_coco.py'),
     teacher_ckpt='https://download.openmmlab.com/mmdetection/v2.0/faster_rcnn/faster_rcnn_x101_32x4d_fpn_1x_coco/faster_rcnn_x101_32x4d_fpn_1x_coco_20200203-cff10310.pth',  # noqa
     distiller=dict(type='DetectionDistiller'))
-optim_wrapper = dict(optimizer=dict(lr=0.02), clip_grad=dict(max_norm=35, norm_type=2))
+# no gradient clipping: a method whose official code clips says so in its config
+optim_wrapper = dict(optimizer=dict(lr=0.02))
 # a NaN/Inf loss stops training at that iteration, naming the loss and level; action='skip'
 # drops such steps instead (mmkd/engine/hooks/loss_guard.py)
 custom_hooks = [dict(type='mmkd.DistillLossGuardHook', action='error')]

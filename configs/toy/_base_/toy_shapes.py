@@ -8,7 +8,7 @@
 # (mmengine runs a config file with its variables as the module namespace, so `globals()` is
 # that namespace; mmengine refuses one key in two bases, hence the `toy_` prefixes here.)
 # Everything that replaces a COCO setting has `_delete_=True`, so that it replaces rather than
-# merges.
+# merges; the optimizer is merged, so that each method keeps its own gradient clipping.
 toy_classes = ('circle', 'square', 'triangle', 'cross')
 toy_data_root = 'data/toy_shapes/'
 toy_image_size = (128, 128)
@@ -81,14 +81,17 @@ toy_run = dict(
     test_dataloader=toy_val_dataloader,
     val_evaluator=toy_val_evaluator,
     test_evaluator=toy_val_evaluator,
+    # merged, not replaced: the method's gradient clipping (or none) is kept
     optim_wrapper=dict(
-        _delete_=True,
         type='OptimWrapper',
-        optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
-        clip_grad=dict(max_norm=35, norm_type=2)),
+        optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4)),
     **toy_schedule(toy_epochs))
-# the teachers: the same with a longer schedule (a teacher should beat the student)
-toy_teacher_run = dict(toy_run, **toy_schedule(toy_teacher_epochs))
+# the teachers: the same with a longer schedule (a teacher should beat the student), clipped at 35
+# (they are compared with nothing; the toy teachers have always been trained so)
+toy_teacher_run = dict(
+    toy_run,
+    optim_wrapper=dict(toy_run['optim_wrapper'], clip_grad=dict(max_norm=35, norm_type=2)),
+    **toy_schedule(toy_teacher_epochs))
 
 # ---- models: 4 classes; backbones trained from scratch, so BN learns and nothing is frozen
 toy_backbone = dict(init_cfg=None, frozen_stages=-1, norm_eval=False)
