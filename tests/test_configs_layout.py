@@ -7,15 +7,20 @@ key instead of by another training step.
 """
 import copy
 import glob
+import os
 import os.path as osp
+import re
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.hub import get_config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import MODELS, init_default_scope
 
 import mmkd  # noqa: F401
 from mmkd.models.algorithms.model_cfg import expand_model_cfg
-from _toy import REPO
+from _toy import REPO, tiny_batch
 
 #: what must be equal between a distilled config and its baseline, besides the student model
 SETTINGS = ('train_dataloader', 'train_cfg', 'param_scheduler', 'optim_wrapper', 'auto_scale_lr')
@@ -114,14 +119,13 @@ def test_a_2x_config_is_its_1x_config_on_mmdet_2x_schedule(path):
     assert two_x['param_scheduler'] == MMDET_2X['param_scheduler']
 
 
+BATCH_KEYS = {'train_dataloader.batch_size', 'optim_wrapper.optimizer.lr',
+              'auto_scale_lr.base_batch_size'}
 #: official-recipe variant -> (the config it varies, the keys in which it differs)
 VARIANTS = {
     'ld/ld-full_gfl_x101-32x4d-fpn_gfl_r18-fpn_2xb3-1x_coco.py':
-    ('ld/ld-full_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py',
-     {'train_dataloader.batch_size', 'optim_wrapper.optimizer.lr', 'auto_scale_lr.base_batch_size'}),
-    'detectors/gfl_r18-fpn_2xb3-1x_coco.py':
-    ('detectors/gfl_r18-fpn_1x_coco.py',
-     {'train_dataloader.batch_size', 'optim_wrapper.optimizer.lr', 'auto_scale_lr.base_batch_size'}),
+    ('ld/ld-full_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py', BATCH_KEYS),
+    'detectors/gfl_r18-fpn_2xb3-1x_coco.py': ('detectors/gfl_r18-fpn_1x_coco.py', BATCH_KEYS),
     'fgd/fgd-img-shape_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py':
     ('fgd/fgd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py',
      {f'model.distiller.distill_losses.loss_fgd_fpn{i}.box_scale' for i in range(5)}),
@@ -150,3 +154,63 @@ def test_every_config_is_covered():
     checked = set(TWO_X) | {osp.join(REPO, 'configs', v) for v in VARIANTS}
     distill = set(DISTILL_COCO + DISTILL_TOY)
     assert distill - trained - checked == set()
+
+
+def readme_block(first_line):
+    """The Python block of README.md that starts with ``first_line``."""
+    with open(osp.join(REPO, 'README.md')) as f:
+        blocks = re.findall(r'```python\n(.*?)```', f.read(), flags=re.S)
+    found = [b for b in blocks if b.startswith(first_line)]
+    assert len(found) == 1, (first_line, len(found))
+    return found[0]
+
+
+def save_as_printed(block, tmp_path):
+    """Save a README config where its first line says, beside links to the real configs."""
+    rel = block.splitlines()[0].lstrip('# ')
+    root = tmp_path / 'configs'
+    root.mkdir()
+    for entry in os.listdir(osp.join(REPO, 'configs')):
+        (root / entry).symlink_to(osp.join(REPO, 'configs', entry))
+    path = tmp_path / rel
+    path.parent.mkdir(parents=True)
+    path.write_text(block)
+    return str(path)
+
+
+def test_readme_toy_experiment_trains_as_printed(tmp_path):
+    cfg = Config.fromfile(save_as_printed(
+        readme_block('# configs/my/pkd_gfl_x50-32x4d-fpn_gfl_r34-fpn_toy.py'), tmp_path))
+    # the teacher the README says how to train: its config, its checkpoint name and path
+    teacher_cfg = Config.fromfile(osp.join(REPO, 'configs/toy/gfl_x50-32x4d-fpn_toy.py'))
+    with open(osp.join(REPO, 'README.md')) as f:
+        readme = f.read()
+    assert cfg.model.teacher_ckpt == 'work_dirs/toy/teacher_gfl_x50-32x4d-fpn_toy.pth'
+    assert f'epoch_{teacher_cfg.train_cfg.max_epochs}.pth {cfg.model.teacher_ckpt}' in readme
+    assert teacher_cfg.default_hooks.checkpoint.interval == teacher_cfg.train_cfg.max_epochs
+
+    init_default_scope('mmdet')
+    cfg.model.teacher_ckpt = None  # trained by `make toy` or the README's command
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    assert model.student.backbone.depth == 34
+    assert model.distiller.distill_losses['loss_pkd_fpn0'].loss_weight == 5
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    before = {k: v.clone() for k, v in model.student.state_dict().items()}
+    losses = model.train_step(tiny_batch(model, num_images=2, size=96), optim_wrapper)
+    assert {f'distill.loss_pkd_fpn{i}' for i in range(4)} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert any(not torch.equal(v, before[k]) for k, v in model.student.state_dict().items()
+               if v.dtype.is_floating_point)
+
+
+def test_readme_coco_experiment_merges_as_printed(tmp_path):
+    cfg = Config.fromfile(save_as_printed(
+        readme_block('# configs/my/pkd_gfl_x101-32x4d-fpn_gfl_r34-fpn_1x_coco.py'), tmp_path))
+    student = expand_model_cfg(cfg.model.architecture)
+    assert student.backbone.depth == 34
+    assert student.backbone.init_cfg == dict(type='Pretrained', checkpoint='torchvision://resnet34')
+    assert cfg.model.distiller.distill_losses.loss_pkd_fpn0.loss_weight == 5
+    assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
