@@ -219,3 +219,43 @@ def test_student_only_weights_load_strictly(pkd_cfg, tmp_path):
     other.architecture.backbone.depth = 34
     with pytest.raises(RuntimeError, match=r'(?s)does not fit the student.*missing in file'):
         load_student_weights(MODELS.build(student_model_cfg(other)), str(path))
+
+
+def test_non_backbone_inheriting_copies_every_matching_weight_outside_the_backbone(pkd_cfg,
+                                                                                  tmp_path):
+    """The official FGD/MGD ``init_student``: all non-backbone weights whose name and shape
+    match, here for a ResNet-18 GFL student of a ResNeXt-50 GFL teacher."""
+    donor = build(pkd_cfg)
+    for p in donor.teacher.parameters():  # far from any initialisation the student could have
+        torch.nn.init.normal_(p, 3.0)
+    ckpt = tmp_path / 'teacher.pth'
+    torch.save(dict(state_dict=donor.teacher.state_dict()), ckpt)
+    torch.manual_seed(0)
+    plain = build(pkd_cfg, teacher_ckpt=str(ckpt))
+    plain.init_weights()
+    torch.manual_seed(0)
+    algo = build(pkd_cfg, teacher_ckpt=str(ckpt), inherit_from_teacher='non_backbone')
+    algo.init_weights()  # what the runner does before training
+    teacher, student, own = (donor.teacher.state_dict(), algo.student.state_dict(),
+                             plain.student.state_dict())
+
+    # by hand: FPN with start_level=1 has 3 lateral convs (inputs C3-C5: 128/256/512 channels in
+    # ResNet-18, 512/1024/2048 in ResNeXt-50) and 5 output convs (3 + 2 extra), all 256 wide
+    lateral_weights = {f'neck.lateral_convs.{i}.conv.weight' for i in range(3)}
+    copied = [f'neck.lateral_convs.{i}.conv.bias' for i in range(3)]
+    copied += [f'neck.fpn_convs.{i}.conv.{w}' for i in range(5) for w in ('weight', 'bias')]
+    copied += [k for k in student if k.startswith('bbox_head.')]
+    for k in copied:
+        torch.testing.assert_close(student[k], teacher[k], msg=k)
+    for k in lateral_weights:  # shapes differ: skipped, the student's own init stays
+        assert student[k].shape != teacher[k].shape
+        torch.testing.assert_close(student[k], own[k], msg=k)
+    assert set(student) == {k for k in student if k.startswith('backbone.')} | set(copied) | \
+        lateral_weights
+    for k in student:  # the backbone is untouched
+        if k.startswith('backbone.'):
+            torch.testing.assert_close(student[k], own[k], msg=k)
+    assert algo._inherit_teacher_weights() == sorted(copied)
+
+    with pytest.raises(ValueError, match="'non_backbone'.*list of student sub-modules"):
+        build(pkd_cfg, inherit_from_teacher='bbox_head')

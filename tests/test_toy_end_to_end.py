@@ -171,4 +171,3 @@ def test_a_seeded_run_repeats_exactly(toy):
             '--cfg-options', 'train_cfg.max_epochs=1', 'randomness.seed=3')
         runs.append(_logged_losses(toy / name))
     assert len(runs[0]) == 4 and runs[0] == runs[1]
-

@@ -2,7 +2,7 @@
 # logits (80 classes + background). Student and teacher RoI heads run on the same RoIs: the
 # student's sampled proposals, each model pooling from its own FPN. alpha 1, beta 0.25, T 1:
 # mdistiller's detection defaults (detection/model/config.py).
-_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d_faster-rcnn_r18_1x_coco.py']
+_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py']
 
 model = dict(
     distiller=dict(

@@ -1,14 +1,15 @@
 # FGD (Yang et al., CVPR 2022) on Faster R-CNN: FPN levels P2-P5 (the official two-stage configs
-# hook neck.fpn_convs.0-3), with the official two-stage weights (yzd-v/FGD
-# configs/distillers/fgd/fgd_faster_rcnn_rx101_64x4d_distill_faster_rcnn_r50_fpn_2x_coco.py):
-# temp 0.5, alpha 5e-5, beta 2.5e-5, gamma 5e-5, lambda 5e-7. The official X101 teacher runs
-# without inheriting; switch it on with model.inherit_from_teacher=['rpn_head', 'roi_head'].
-_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d_faster-rcnn_r18_1x_coco.py']
+# hook neck.fpn_convs.0-3), with the official same-architecture two-stage set-up (yzd-v/FGD
+# configs/distillers/fgd/fgd_faster_rcnn_r101_fpn_2x_distill_faster_rcnn_r50_fpn_2x_coco.py):
+# temp 0.5, alpha 5e-5, beta 2.5e-5, gamma 5e-5, lambda 5e-7, the inheriting strategy
+# (init_student=True) and gradient clipping at 35. That config trains 2x: see the _2x_ config.
+_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py']
 
 fpn_levels = [0, 1, 2, 3]
 fgd = dict(type='mmkd.FGDLoss', student_channels=256, teacher_channels=256, temp=0.5,
            alpha_fgd=5e-5, beta_fgd=2.5e-5, gamma_fgd=5e-5, lambda_fgd=5e-7)
 model = dict(
+    inherit_from_teacher='non_backbone',
     distiller=dict(
         student_recorders=dict(
             fpn=dict(type='mmrazor.ModuleOutputs', source='neck'),
@@ -24,3 +25,6 @@ model = dict(
                 batch_img_metas=dict(from_student=True, recorder='metas'))
             for i in fpn_levels
         }))
+# gradient clipping as the official config (L82); its baseline:
+# configs/detectors/faster-rcnn_r18-fpn_clip-grad-35_1x_coco.py
+optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))

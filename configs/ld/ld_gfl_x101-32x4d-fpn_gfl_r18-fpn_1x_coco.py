@@ -2,7 +2,7 @@
 # teacher on the student's ATSS positives (weight 0.25, T 10), as mmdet's
 # configs/ld/ld_r18-gflv1-r101_fpn_1x_coco.py. The "full" LD (+ Main KD + VLR LD) is
 # ld-full_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py.
-_base_ = ['../_base_/distill/gfl_x101-32x4d_gfl_r18_1x_coco.py']
+_base_ = ['../_base_/distill/gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py']
 
 model = dict(
     distiller=dict(

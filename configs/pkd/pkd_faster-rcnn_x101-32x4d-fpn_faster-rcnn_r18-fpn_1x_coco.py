@@ -1,6 +1,6 @@
 # PKD (Cao et al., NeurIPS 2022) on Faster R-CNN: FPN levels P2-P5 (neck outputs 0-3), weight 6
 # as mmrazor's pkd_fpn_faster-rcnn_r101_faster-rcnn_r50_2x_coco.py.
-_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d_faster-rcnn_r18_1x_coco.py']
+_base_ = ['../_base_/distill/faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py']
 
 fpn_levels = [0, 1, 2, 3]
 model = dict(

@@ -1,10 +1,19 @@
 # Toy Shapes (mmkd/datasets/toy_shapes.py): 320 train / 100 val images of 128x128, 4 classes,
-# written on first use. Everything here is prefixed `toy_`; toy configs assign these to the
-# standard keys with `_delete_=True`, so that the COCO settings of the config they inherit
-# are replaced rather than merged.
+# written on first use. A toy config inherits a COCO config and this file, then applies the
+# whole set of overrides in one line and picks its family's model changes:
+#
+#     globals().update(_base_.toy_run)     # data, evaluator, schedule, optimizer, hooks
+#     model = _base_.toy_gfl_distill       # or toy_frcnn_distill, toy_gfl, toy_gfl_teacher, ...
+#
+# (mmengine runs a config file with its variables as the module namespace, so `globals()` is
+# that namespace; mmengine refuses one key in two bases, hence the `toy_` prefixes here.)
+# Everything that replaces a COCO setting has `_delete_=True`, so that it replaces rather than
+# merges; the optimizer is merged, so that each method keeps its own gradient clipping.
 toy_classes = ('circle', 'square', 'triangle', 'cross')
 toy_data_root = 'data/toy_shapes/'
 toy_image_size = (128, 128)
+toy_epochs = 8  # students; the teacher trains longer (toy_teacher_run)
+toy_teacher_epochs = 10
 
 toy_train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -20,34 +29,19 @@ toy_test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
-toy_train_dataloader = dict(
-    _delete_=True,
-    batch_size=8,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    batch_sampler=dict(type='AspectRatioBatchSampler'),
-    dataset=dict(
-        type='mmkd.ToyShapesDataset',
-        data_root=toy_data_root,
-        toy_cfg=dict(num_train=320, num_val=100),
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img=''),
-        filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=toy_train_pipeline))
+toy_dataset = dict(
+    type='mmkd.ToyShapesDataset',
+    data_root=toy_data_root,
+    toy_cfg=dict(num_train=320, num_val=100),
+    data_prefix=dict(img=''))
 toy_val_dataloader = dict(
     _delete_=True,
     batch_size=8,
     num_workers=0,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='mmkd.ToyShapesDataset',
-        data_root=toy_data_root,
-        toy_cfg=dict(num_train=320, num_val=100),
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img=''),
-        test_mode=True,
-        pipeline=toy_test_pipeline))
+    dataset=dict(toy_dataset, ann_file='annotations/instances_val.json', test_mode=True,
+                 pipeline=toy_test_pipeline))
 toy_val_evaluator = dict(
     _delete_=True,
     type='CocoMetric',
@@ -55,23 +49,74 @@ toy_val_evaluator = dict(
     metric='bbox',
     format_only=False)
 
-# schedule: a few epochs from scratch (no ImageNet weights offline), one validation at the end
-toy_epochs = 8
-toy_train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=toy_epochs,
-                     val_interval=toy_epochs)
-toy_param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=toy_epochs, eta_min_ratio=0.05)
-]
-toy_optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
-    clip_grad=dict(max_norm=35, norm_type=2))
-toy_default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=toy_epochs, max_keep_ckpts=1),
-    visualization=dict(draw=False))
 
-# detector changes: 4 classes; backbones trained from scratch, so BN learns and nothing is frozen
+def toy_schedule(epochs):
+    """From scratch (no ImageNet weights offline), one validation at the end."""
+    return dict(
+        train_cfg=dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=epochs,
+                       val_interval=epochs),
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+            dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=epochs,
+                 eta_min_ratio=0.05)
+        ],
+        default_hooks=dict(
+            logger=dict(interval=10),
+            checkpoint=dict(interval=epochs, max_keep_ckpts=1),
+            visualization=dict(draw=False)))
+
+
+toy_run = dict(
+    custom_imports=dict(imports=['mmkd'], allow_failed_imports=False),  # the data set
+    train_dataloader=dict(
+        _delete_=True,
+        batch_size=8,
+        num_workers=0,
+        sampler=dict(type='DefaultSampler', shuffle=True),
+        batch_sampler=dict(type='AspectRatioBatchSampler'),
+        dataset=dict(toy_dataset, ann_file='annotations/instances_train.json',
+                     filter_cfg=dict(filter_empty_gt=True, min_size=4),
+                     pipeline=toy_train_pipeline)),
+    val_dataloader=toy_val_dataloader,
+    test_dataloader=toy_val_dataloader,
+    val_evaluator=toy_val_evaluator,
+    test_evaluator=toy_val_evaluator,
+    # merged, not replaced: the method's gradient clipping (or none) is kept
+    optim_wrapper=dict(
+        type='OptimWrapper',
+        optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4)),
+    **toy_schedule(toy_epochs))
+# the teachers: the same with a longer schedule (a teacher should beat the student), clipped at 35
+# (they are compared with nothing; the toy teachers have always been trained so)
+toy_teacher_run = dict(
+    toy_run,
+    optim_wrapper=dict(toy_run['optim_wrapper'], clip_grad=dict(max_norm=35, norm_type=2)),
+    **toy_schedule(toy_teacher_epochs))
+
+# ---- models: 4 classes; backbones trained from scratch, so BN learns and nothing is frozen
 toy_backbone = dict(init_cfg=None, frozen_stages=-1, norm_eval=False)
+toy_teacher_backbone = dict(toy_backbone, depth=50)  # ResNeXt-50 instead of -101, for CPU time
+toy_gfl_head = dict(bbox_head=dict(num_classes=len(toy_classes)))
+# Faster R-CNN: 128x128 images hold at most 4 objects, so the RPN keeps 300 proposals (COCO:
+# 1000) and the RoI head samples 128 RoIs per image (COCO: 512); the RoI head is most of the
+# CPU time on small images.
+toy_frcnn_head = dict(
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300),
+                   rcnn=dict(sampler=dict(num=128))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)),
+    roi_head=dict(bbox_head=dict(num_classes=len(toy_classes))))
+
+# baseline students and teachers trained alone (configs/toy/<model>_toy.py)
+toy_gfl = dict(backbone=toy_backbone, **toy_gfl_head)
+toy_gfl_teacher = dict(backbone=toy_teacher_backbone, **toy_gfl_head)
+toy_frcnn = dict(backbone=toy_backbone, **toy_frcnn_head)
+toy_frcnn_teacher = dict(backbone=toy_teacher_backbone, **toy_frcnn_head)
+# distillation: the student and teacher above, the teacher's weights from its toy run
+toy_gfl_distill = dict(
+    architecture=toy_gfl,
+    teacher=toy_gfl_teacher,
+    teacher_ckpt='work_dirs/toy/teacher_gfl_x50-32x4d-fpn_toy.pth')
+toy_frcnn_distill = dict(
+    architecture=toy_frcnn,
+    teacher=toy_frcnn_teacher,
+    teacher_ckpt='work_dirs/toy/teacher_faster-rcnn_x50-32x4d-fpn_toy.pth')

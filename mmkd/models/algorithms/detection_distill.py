@@ -18,6 +18,8 @@ from .teacher_checkpoint import load_teacher_checkpoint
 from .teacher_inputs import TeacherInputs
 
 TEACHER_STAGES = ('auto', 'neck', 'head', 'loss')
+#: ``inherit_from_teacher`` value for the official FGD/MGD inheriting strategy
+INHERIT_NON_BACKBONE = 'non_backbone'
 
 
 @MODELS.register_module()
@@ -52,10 +54,16 @@ class DetectionDistill(SingleTeacherDistill):
             recorder is under ``backbone``/``neck``, else ``'head'``).
         teacher_in_checkpoint (bool): keep the teacher as a sub-module so that it is written
             into checkpoints (mmrazor's behaviour). Defaults to False.
-        inherit_from_teacher (Sequence[str]): the "inheriting strategy" of FGD/MGD: student
-            sub-modules (e.g. ``('bbox_head', )``, ``('rpn_head', 'roi_head')``) that start from
-            the teacher's weights. Applied after ``init_weights()`` too, so mmdet's weight
-            initialisation cannot undo it (FGD issue #48). Shapes must match.
+        inherit_from_teacher (str | Sequence[str]): the "inheriting strategy" of FGD/MGD, the
+            student starting from the teacher's weights. ``'non_backbone'`` is the official
+            one (yzd-v/FGD ``mmdet/distillation/distillers/detection_distiller.py`` L37-47,
+            ``init_student``): every student weight outside ``backbone.`` whose name and shape
+            match the teacher's is copied and the others are skipped (non-strict); for a
+            ResNet-18 student of a ResNeXt-101 teacher that is the head, the FPN output convs and
+            the lateral biases, not the lateral weights. A sequence of sub-module names (e.g.
+            ``('bbox_head', )``, ``('rpn_head', 'roi_head')``) copies those, whose shapes must
+            all match. Applied after ``init_weights()`` too, so mmdet's weight initialisation
+            cannot undo it (FGD issue #48). Empty (default): off.
         startup_checks (bool): refuse a bad distillation set-up at build, with the fix
             (see :mod:`.startup_checks`: class counts of logit losses, a tiny dry run of the
             recorders and module-fed losses). Defaults to True.
@@ -69,7 +77,7 @@ class DetectionDistill(SingleTeacherDistill):
                  teacher_stage: str = 'auto',
                  teacher_in_checkpoint: bool = False,
                  teacher_trainable: bool = False,
-                 inherit_from_teacher: Sequence[str] = (),
+                 inherit_from_teacher: Union[str, Sequence[str]] = (),
                  startup_checks: bool = True,
                  **kwargs) -> None:
         if teacher_trainable:
@@ -98,7 +106,7 @@ class DetectionDistill(SingleTeacherDistill):
             # a plain attribute: out of state_dict(), parameters(), DDP; moved by _apply below
             object.__setattr__(self, 'teacher', self._modules.pop('teacher'))
 
-        self.inherit_from_teacher = tuple(inherit_from_teacher)
+        self.inherit_from_teacher = self._check_inherit_from_teacher(inherit_from_teacher)
         self._inherit_teacher_weights()
 
         self.teacher_inputs = TeacherInputs(self.data_preprocessor, self.teacher.data_preprocessor)
@@ -139,26 +147,57 @@ class DetectionDistill(SingleTeacherDistill):
             return 'head'
         return 'neck'
 
-    def _inherit_teacher_weights(self) -> None:
-        """Copy the teacher's weights of ``inherit_from_teacher`` into the student."""
+    @staticmethod
+    def _check_inherit_from_teacher(value: Union[str, Sequence[str]]) -> Union[str, tuple]:
+        if isinstance(value, str):
+            if value != INHERIT_NON_BACKBONE:
+                raise ValueError(
+                    f'inherit_from_teacher={value!r}: give {INHERIT_NON_BACKBONE!r} (every '
+                    'non-backbone weight whose shape matches, as FGD/MGD) or a list of student '
+                    "sub-modules, e.g. ['bbox_head'].")
+            return value
+        return tuple(value)
+
+    def _inherit_teacher_weights(self) -> List[str]:
+        """Copy the teacher's weights named by ``inherit_from_teacher`` into the student.
+
+        Returns the copied keys; with ``'non_backbone'``, logs how many were copied and which
+        were skipped for their shape.
+        """
         if not self.inherit_from_teacher:
-            return
+            return []
         teacher_state = self.teacher.state_dict()
         student_state = self.student.state_dict()
         copied = {}
-        for prefix in self.inherit_from_teacher:
-            keys = [k for k in student_state if k.startswith(prefix + '.')]
-            if not keys:
-                raise KeyError(f'inherit_from_teacher: the student has no sub-module {prefix!r}.')
-            for k in keys:
-                if k not in teacher_state or teacher_state[k].shape != student_state[k].shape:
-                    have = tuple(teacher_state[k].shape) if k in teacher_state else 'missing'
-                    raise ValueError(
-                        f'inherit_from_teacher={self.inherit_from_teacher}: {k} is '
-                        f'{tuple(student_state[k].shape)} in the student but {have} in the '
-                        'teacher; inherit only sub-modules that have the same shape in both.')
-                copied[k] = teacher_state[k]
+        if self.inherit_from_teacher == INHERIT_NON_BACKBONE:
+            skipped = []
+            for k, v in teacher_state.items():
+                if k.startswith('backbone.') or k not in student_state:
+                    continue
+                if v.shape != student_state[k].shape:
+                    skipped.append(f'{k} {tuple(student_state[k].shape)} vs {tuple(v.shape)}')
+                else:
+                    copied[k] = v
+            print_log(f'inherit_from_teacher={INHERIT_NON_BACKBONE!r}: {len(copied)} teacher '
+                      f'weights copied into the student; skipped for shape (student vs teacher): '
+                      f'{skipped or "none"}', logger='current')
+        else:
+            for prefix in self.inherit_from_teacher:
+                keys = [k for k in student_state if k.startswith(prefix + '.')]
+                if not keys:
+                    raise KeyError(
+                        f'inherit_from_teacher: the student has no sub-module {prefix!r}.')
+                for k in keys:
+                    if k not in teacher_state or teacher_state[k].shape != student_state[k].shape:
+                        have = tuple(teacher_state[k].shape) if k in teacher_state else 'missing'
+                        raise ValueError(
+                            f'inherit_from_teacher={self.inherit_from_teacher}: {k} is '
+                            f'{tuple(student_state[k].shape)} in the student but {have} in the '
+                            'teacher; inherit only sub-modules that have the same shape in both, '
+                            f'or use {INHERIT_NON_BACKBONE!r}, which skips such weights.')
+                    copied[k] = teacher_state[k]
         self.student.load_state_dict(copied, strict=False)
+        return sorted(copied)
 
     def init_weights(self) -> None:
         super().init_weights()
