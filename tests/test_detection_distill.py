@@ -221,8 +221,8 @@ def test_student_only_weights_load_strictly(pkd_cfg, tmp_path):
         load_student_weights(MODELS.build(student_model_cfg(other)), str(path))
 
 
-def test_non_backbone_inheriting_copies_every_matching_weight_outside_the_backbone(pkd_cfg,
-                                                                                  tmp_path):
+def test_non_backbone_inheriting_copies_every_matching_weight_outside_the_backbone(
+        pkd_cfg, tmp_path):
     """The official FGD/MGD ``init_student``: all non-backbone weights whose name and shape
     match, here for a ResNet-18 GFL student of a ResNeXt-50 GFL teacher."""
     donor = build(pkd_cfg)

@@ -4,7 +4,7 @@
 
 The result holds only the student's weights under mmdet's key names (no ``architecture.``
 prefix, no teacher, connectors or optimizer), so mmdet's own config and test loop load it
-without mmkd: ``python mmdet/tools/test.py configs/detectors/gfl_r18_fpn_1x_coco.py student.pth``.
+without mmkd: ``python mmdet/tools/test.py configs/detectors/gfl_r18-fpn_1x_coco.py student.pth``.
 """
 import argparse
 import os.path as osp

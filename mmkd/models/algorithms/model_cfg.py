@@ -16,7 +16,7 @@ def resolve_cfg_path(path: str) -> str:
     raise FileNotFoundError(
         f'model config {path!r} not found (looked in {osp.abspath(path)} and '
         f'{osp.join(REPO_ROOT, path)}). Give a path relative to the mmkd repository, e.g. '
-        "'configs/_base_/models/gfl_r18_fpn.py', or an absolute one.")
+        "'configs/detectors/gfl_r18-fpn_1x_coco.py', or an absolute one.")
 
 
 def expand_model_cfg(cfg: Union[dict, ConfigDict]) -> Union[dict, ConfigDict]:
