@@ -139,26 +139,36 @@ def test_plot_losses_on_synthetic_logs(tmp_path):
             records.append({'lr': 0.01, 'loss': 10.0 / step, 'student.loss_cls': 1.0 * step,
                             'distill.loss_fgd_fpn0': 0.5 * step, 'distill.loss_fgd_fpn10': 2.0,
                             'time': 1.0, 'epoch': epoch, 'iter': step, 'step': step})
+        # COCO writes -1 for "no objects of this size": not a value to plot
         records.append({'coco/bbox_mAP': 0.1 * epoch, 'coco/bbox_mAP_50': 0.3 * epoch,
-                        'time': 0.5, 'step': epoch})
+                        'coco/bbox_mAP_s': -1.0 if epoch == 1 else 0.05, 'time': 0.5,
+                        'step': epoch})
     write_log(distilled, '20260101_000000', records)
     write_log(baseline, '20260101_000000', [
         {'loss': 3.0, 'loss_cls': 7.0, 'epoch': 1, 'iter': 4, 'step': 4},
-        {'coco/bbox_mAP': 0.05, 'step': 1}])
-    out = tmp_path / 'curves.png'
+        {'coco/bbox_mAP': 0.05, 'coco/bbox_mAP_s': -1.0, 'step': 1}])
+    out = tmp_path / 'new' / 'folder' / 'curves.png'  # --out's folder is created
     result = tool.main([str(distilled), str(baseline), '--out', str(out)])
     assert result['keys'] == ['loss', 'loss_cls', 'distill.loss_fgd_fpn0',
-                              'distill.loss_fgd_fpn10', 'coco/bbox_mAP', 'coco/bbox_mAP_50']
+                              'distill.loss_fgd_fpn10', 'coco/bbox_mAP', 'coco/bbox_mAP_50',
+                              'coco/bbox_mAP_s']
     curves = result['curves']
+    # the first panel is the total loss and says so
+    assert result['titles']['loss'].startswith('loss (total')
+    assert result['titles']['loss_cls'].startswith('loss_cls (task')
+    assert result['titles']['distill.loss_fgd_fpn0'].startswith('distill.loss_fgd_fpn0 (distill')
+    assert curves['loss']['distilled'] == dict(x=[2, 4, 6, 8], y=[5.0, 2.5, 10 / 6, 1.25])
+    assert curves['loss']['baseline'] == dict(x=[4], y=[3.0])
     assert curves['distill.loss_fgd_fpn0']['distilled'] == dict(x=[2, 4, 6, 8],
                                                                 y=[1.0, 2.0, 3.0, 4.0])
     # student.loss_cls and the baseline's loss_cls share a panel
     assert curves['loss_cls']['baseline'] == dict(x=[4], y=[7.0])
     assert curves['loss_cls']['distilled']['y'] == [2.0, 4.0, 6.0, 8.0]
-    # validation at the end of each epoch (its last logged iteration)
+    # validation at the end of each epoch (its last logged iteration); -1 is left out
     assert curves['coco/bbox_mAP']['distilled'] == dict(x=[4, 8], y=[0.1, 0.2])
     assert curves['coco/bbox_mAP']['baseline'] == dict(x=[4], y=[0.05])
-    check_png(str(out), tool.figure_px(6))
+    assert curves['coco/bbox_mAP_s'] == {'distilled': dict(x=[8], y=[0.05])}
+    check_png(str(out), tool.figure_px(7))
 
 
 def test_results_chart(tmp_path):
