@@ -302,6 +302,7 @@ def test_command_line_with_a_student_checkpoint(gfl, toy, tmp_path):
     img = check_png(str(out / '08_mgd.png'), figure_px(4, 5, 3.0, 1))
     assert banner_kinds(img) == ['warning']
     assert summary['num_gt'] == 4 and pictures['image_gt']['files'] == ['00_image_gt.png']
+    assert summary['teacher_ckpt'] is None and summary['student_ckpt'] == str(ckpt)
 
     state = scene.model.state_dict()
     state.pop(next(k for k in state if k.startswith('distiller.connectors.')))

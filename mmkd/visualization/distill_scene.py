@@ -121,7 +121,8 @@ class DistillScene:
 
     Attributes: ``model``, ``cfg``, ``inputs`` (1 x 3 x H x W), ``sample`` (the DetDataSample),
     ``canvas`` (the image), ``feats_T`` / ``feats_S`` (neck levels), ``levels``,
-    ``banners`` (drawn on every picture), ``distiller_trained`` (connectors from a checkpoint).
+    ``banners`` (drawn on every picture), ``distiller_trained`` (connectors from a checkpoint),
+    ``teacher_ckpt`` / ``student_ckpt`` (the files loaded, None for none).
     """
 
     def __init__(self, model: nn.Module, cfg: Config, sample: ImageSample, image_path: str,
@@ -132,6 +133,8 @@ class DistillScene:
         self.image_path = image_path
         self.banners = list(banners)
         self.distiller_trained = distiller_trained
+        self.teacher_ckpt: Optional[str] = None
+        self.student_ckpt: Optional[str] = None
         self.pad_hw = tuple(self.inputs.shape[-2:])
         with torch.no_grad():
             teacher_inputs = getattr(model, 'teacher_inputs', None)
@@ -158,7 +161,9 @@ class DistillScene:
         if not student_ckpt:
             banners.append(INITIAL_STUDENT)
         sample = load_image_sample(cfg, model.data_preprocessor, image, ann_file)
-        return cls(model, cfg, sample, image, banners, distiller_trained)
+        scene = cls(model, cfg, sample, image, banners, distiller_trained)
+        scene.teacher_ckpt, scene.student_ckpt = teacher_ckpt, student_ckpt
+        return scene
 
     # ----------------------------------------------------------------- GT
     @property

@@ -66,8 +66,8 @@ def main(argv=None) -> dict:
           f'{[lv.name for lv in scene.levels]}; banners: {[t for _, t in scene.banners]}')
     pictures = make_pictures(scene, args.out, args.pictures, args.cwd_top, args.seed)
     summary = dict(config=args.config, image=args.image, ann_file=ann,
-                   teacher_ckpt=args.teacher_ckpt or cfg.model.get('teacher_ckpt'),
-                   student_ckpt=args.student_ckpt, gt_missing=scene.gt_missing,
+                   teacher_ckpt=scene.teacher_ckpt, student_ckpt=scene.student_ckpt,
+                   gt_missing=scene.gt_missing,
                    input_hw=list(scene.pad_hw), num_gt=len(scene.gt_np),
                    levels=[lv._asdict() for lv in scene.levels],
                    pictures={k: p.summary() for k, p in pictures.items()})
