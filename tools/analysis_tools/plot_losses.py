@@ -8,10 +8,12 @@ Reads every ``<work_dir>/<timestamp>/vis_data/<timestamp>.json`` (else ``scalars
 (e.g. resumed) merged in time order, later values replacing earlier ones at the same step.
 One panel per scalar, every run a line in it (legend = work-dir name):
 
-* the total ``loss``, then the task losses (``loss_*``; a distillation run's ``student.loss_*``
-  shares the panel of the plain name, so baselines and distilled students compare), then every
-  distillation loss (``distill.*``, per level as logged), in natural order (fpn2 < fpn10);
-* validation metrics (``coco/bbox_mAP``, ``_50``, ``_75``, or any ``*/...mAP...`` key).
+* the total ``loss`` (task + distillation losses, as mmengine sums them), then the task losses
+  (``loss_*``; a distillation run's ``student.loss_*`` shares the panel of the plain name, so
+  baselines and distilled students compare), then every distillation loss (``distill.*``, per
+  level as logged), in natural order (fpn2 < fpn10);
+* validation metrics (``coco/bbox_mAP``, ``_50``, ``_75``, or any ``*/...mAP...`` key); COCO's
+  -1 ("no objects of this size in the validation set") is not a value and is left out.
 
 x axis: the training iteration (``step``/``iter`` of the training lines). Validation lines of an
 epoch-based run carry the epoch as ``step``; they are placed at the last logged iteration of
@@ -21,10 +23,13 @@ import argparse
 import glob
 import json
 import math
+import os
 import os.path as osp
 import re
 from typing import Dict, List, Tuple
 
+#: what COCO's evaluator writes for a metric with no objects (e.g. bbox_mAP_s without small ones)
+COCO_NO_OBJECTS = -1.0
 NOT_CURVES = {'lr', 'base_lr', 'momentum', 'time', 'data_time', 'memory', 'grad_norm', 'epoch',
               'iter', 'step'}
 PANEL_W_IN, PANEL_H_IN, NCOLS = 4.0, 3.0, 3
@@ -81,7 +86,8 @@ def read_run(path: str) -> Tuple[Dict[str, Dict[float, float]], Dict[str, Dict[f
                 if vals and not any(is_loss(k) for k in rec):
                     step = float(rec.get('step', 0))
                     for k, v in vals.items():
-                        val_by_step.setdefault(k, {})[step] = float(v)
+                        if v != COCO_NO_OBJECTS:
+                            val_by_step.setdefault(k, {})[step] = float(v)
                     continue
                 x = rec.get('iter', rec.get('step'))
                 if x is None:
@@ -106,6 +112,15 @@ def read_run(path: str) -> Tuple[Dict[str, Dict[float, float]], Dict[str, Dict[f
 
 def natural_key(key: str):
     return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', key)]
+
+
+def panel_kind(key: str) -> str:
+    """What a panel shows: the total loss, a task loss, a distillation loss or a metric."""
+    if key == 'loss':
+        return 'total: task + distill'
+    if is_val(key):
+        return 'val'
+    return 'distill' if key.startswith('distill.') else 'task'
 
 
 def order_keys(keys) -> List[str]:
@@ -155,7 +170,7 @@ def plot_runs(work_dirs: List[str], out: str, keys_regex: str = None) -> dict:
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / height, top=1 - 0.95 / height,
                         wspace=0.3, hspace=0.55)
     colors = [f'C{i % 10}' for i in range(len(runs))]
-    summary = {}
+    summary, titles = {}, {}
     for idx, key in enumerate(keys):
         ax = axes[idx // ncols, idx % ncols]
         last = []
@@ -168,8 +183,8 @@ def plot_runs(work_dirs: List[str], out: str, keys_regex: str = None) -> dict:
                     color=color, label=name)
             last.append(f'{ys[-1]:.3g}')
             summary.setdefault(key, {})[name] = dict(x=xs, y=ys)
-        kind = 'val' if is_val(key) else ('distill' if key.startswith('distill.') else 'task')
-        ax.set_title(f'{key} ({kind}); last: {", ".join(last)}', fontsize=8)
+        titles[key] = f'{key} ({panel_kind(key)}); last: {", ".join(last)}'
+        ax.set_title(titles[key], fontsize=8)
         ax.set_xlabel('iteration', fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -185,8 +200,10 @@ def plot_runs(work_dirs: List[str], out: str, keys_regex: str = None) -> dict:
                bbox_to_anchor=(0.5, 1 - 0.3 / height))
     fig.suptitle(f'{len(runs)} run(s), {len(keys)} scalars: losses per iteration and '
                  'validation mAP', fontsize=10, y=1 - 0.05 / height, va='top')
+    if osp.dirname(out):
+        os.makedirs(osp.dirname(out), exist_ok=True)
     fig.savefig(out, dpi=DPI)
-    return dict(keys=keys, runs=names, curves=summary)
+    return dict(keys=keys, runs=names, curves=summary, titles=titles)
 
 
 def main(argv=None) -> dict:

@@ -15,6 +15,28 @@ from mmkd.registry import MODELS
 from .utils import Feats, check_same_shape, float32_loss, paired_levels
 
 
+def channel_divergence(feat_S: Tensor, feat_T: Tensor, tau: float = 1.0,
+                       form: str = 'kl') -> Tensor:
+    r"""CWD's per-position terms, ``N x C x H x W``: summed over (H, W) they give each channel's
+    divergence between the spatial distributions :math:`p = \mathrm{softmax}_{HW}(F_{n,c}/\tau)`.
+
+    ``form='kl'``: :math:`p^T (\log p^T - \log p^S)` (its (H, W) sum is
+    :math:`\mathrm{KL}(p^T_{n,c} \| p^S_{n,c})`); ``form='ce'``: :math:`-p^T \log p^S`. The loss
+    of one level is ``tau**2 * channel_divergence(...).sum() / (N * C)``.
+    """
+    n, c, h, w = feat_T.shape
+    feat_T, feat_S = feat_T.reshape(n * c, h * w), feat_S.reshape(n * c, h * w)
+    if tau != 1.0:
+        feat_T, feat_S = feat_T / tau, feat_S / tau
+    logp_T = F.log_softmax(feat_T, dim=1)
+    logp_S = F.log_softmax(feat_S, dim=1)
+    if form == 'kl':
+        terms = F.kl_div(logp_S, logp_T, reduction='none', log_target=True)
+    else:
+        terms = -(logp_T.exp() * logp_S)
+    return terms.reshape(n, c, h, w)
+
+
 @MODELS.register_module()
 class ChannelWiseDivergence(nn.Module):
     r"""Channel-wise distillation: match each channel's spatial distribution.
@@ -75,17 +97,9 @@ class ChannelWiseDivergence(nn.Module):
             feat_S, feat_T, 'ChannelWiseDivergence', idx,
             'for different channel counts set student_channels/teacher_channels (1x1 align) '
             'or add a connector.')
-        n, c, h, w = feat_T.shape
-        feat_T, feat_S = feat_T.reshape(n * c, h * w), feat_S.reshape(n * c, h * w)
-        if self.tau != 1.0:
-            feat_T, feat_S = feat_T / self.tau, feat_S / self.tau
-        logp_T = F.log_softmax(feat_T, dim=1)
-        logp_S = F.log_softmax(feat_S, dim=1)
-        if self.form == 'kl':
-            loss = F.kl_div(logp_S, logp_T, reduction='sum', log_target=True)
-        else:
-            loss = -(logp_T.exp() * logp_S).sum()
-        return loss * (self.tau**2) / (n * c)
+        n, c = feat_T.shape[:2]
+        terms = channel_divergence(feat_S, feat_T, self.tau, self.form)
+        return terms.sum() * (self.tau**2) / (n * c)
 
     @float32_loss
     def forward(self, preds_S: Feats, preds_T: Feats) -> Tensor:

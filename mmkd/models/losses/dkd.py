@@ -3,6 +3,8 @@
 Zhao et al., CVPR 2022, https://arxiv.org/abs/2203.08679 (official code:
 megvii-research/mdistiller; detection use in ``detection/model/rcnn.py``).
 """
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -10,6 +12,35 @@ from torch import Tensor
 
 from mmkd.registry import MODELS
 from .utils import check_roi_logits, float32_loss
+
+
+class DKDTerms(NamedTuple):
+    """Per-RoI pieces of DKD (see :func:`dkd_terms`)."""
+    binary_S: Tensor  #: B x 2, [p_gt, sum_{k != gt} p_k] of the student
+    binary_T: Tensor  #: B x 2, the same for the teacher
+    nontarget_S: Tensor  #: B x (K + 1), the student's non-target distribution (p_gt ~ 0)
+    nontarget_T: Tensor  #: B x (K + 1), the teacher's
+    tckd: Tensor  #: B, KL(b_T || b_S) of each RoI
+    nckd: Tensor  #: B, KL(p^_T || p^_S) of each RoI
+
+
+def dkd_terms(logits_S: Tensor, logits_T: Tensor, gt_labels: Tensor, tau: float) -> DKDTerms:
+    r"""DKD's binary (target / non-target) and non-target distributions of each RoI and its
+    TCKD and NCKD, before the factor :math:`\tau^2 / B` and the weights (mdistiller
+    ``mdistiller/distillers/DKD.py`` L8-51). ``gt_labels`` are long, in ``[0, K]``."""
+    logits_S, logits_T = logits_S / tau, logits_T / tau
+    gt_mask = torch.zeros_like(logits_S).scatter_(1, gt_labels[:, None], 1.)
+    other_mask = 1. - gt_mask
+    p_S, p_T = F.softmax(logits_S, dim=1), F.softmax(logits_T, dim=1)
+    b_S = torch.cat([(p_S * gt_mask).sum(1, keepdim=True),
+                     (p_S * other_mask).sum(1, keepdim=True)], dim=1)
+    b_T = torch.cat([(p_T * gt_mask).sum(1, keepdim=True),
+                     (p_T * other_mask).sum(1, keepdim=True)], dim=1)
+    logq_S = F.log_softmax(logits_S - 1000.0 * gt_mask, dim=1)
+    q_T = F.softmax(logits_T - 1000.0 * gt_mask, dim=1)
+    tckd = F.kl_div(torch.log(b_S), b_T, reduction='none').sum(1)
+    nckd = F.kl_div(logq_S, q_T, reduction='none').sum(1)
+    return DKDTerms(b_S, b_T, logq_S.exp(), q_T, tckd, nckd)
 
 
 @MODELS.register_module()
@@ -76,20 +107,8 @@ class DKDLoss(nn.Module):
             raise ValueError(f'DKDLoss labels must lie in [0, {num_logits - 1}] for logits with '
                              f'{num_logits} classes; got [{int(gt_labels.min())}, '
                              f'{int(gt_labels.max())}].')
-        logits_S = preds_S / self.tau
-        logits_T = preds_T.detach() / self.tau
-        gt_mask = torch.zeros_like(logits_S).scatter_(1, gt_labels[:, None], 1.)
-        other_mask = 1. - gt_mask
-
-        p_S, p_T = F.softmax(logits_S, dim=1), F.softmax(logits_T, dim=1)
-        b_S = torch.cat([(p_S * gt_mask).sum(1, keepdim=True),
-                         (p_S * other_mask).sum(1, keepdim=True)], dim=1)
-        b_T = torch.cat([(p_T * gt_mask).sum(1, keepdim=True),
-                         (p_T * other_mask).sum(1, keepdim=True)], dim=1)
+        terms = dkd_terms(preds_S, preds_T.detach(), gt_labels, self.tau)
         scale = self.tau**2 / num_rois
-        tckd = F.kl_div(torch.log(b_S), b_T, reduction='sum') * scale
-        nckd = F.kl_div(
-            F.log_softmax(logits_S - 1000.0 * gt_mask, dim=1),
-            F.softmax(logits_T - 1000.0 * gt_mask, dim=1),
-            reduction='sum') * scale
+        tckd = terms.tckd.sum() * scale
+        nckd = terms.nckd.sum() * scale
         return self.loss_weight * (self.alpha * tckd + self.beta * nckd)

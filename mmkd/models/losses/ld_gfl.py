@@ -127,9 +127,13 @@ class GFLLDLoss(nn.Module):
                     batch_gt_instances: Sequence[InstanceData],
                     batch_img_metas: Sequence[dict],
                     batch_gt_instances_ignore: Optional[Sequence[InstanceData]] = None,
-                    device: Union[str, torch.device] = 'cpu'
+                    device: Union[str, torch.device] = 'cpu',
+                    with_vlr: Optional[bool] = None
                     ) -> Tuple[List[Tensor], List[Tensor], List[Tensor], List[Tensor]]:
         """ATSS labels and VLR values, as GFLHead.get_targets + LD's get_vlr_region.
+
+        ``with_vlr`` (default: the loss's ``with_vlr``) says whether to compute the VLR values
+        (else zeros), e.g. to look at the region of a loss that trains without it.
 
         Returns:
             tuple: per level, each (N, num_anchors_level): anchors (N, n, 4), labels
@@ -139,6 +143,8 @@ class GFLLDLoss(nn.Module):
         if len(batch_gt_instances) != num_imgs:
             raise ValueError(f'{len(batch_gt_instances)} gt instances for {num_imgs} image '
                              'metas; pass one of each per image.')
+        if with_vlr is None:
+            with_vlr = self.with_vlr
         mlvl_anchors = self.prior_generator.grid_priors(featmap_sizes, device=device)
         num_level_anchors = [a.size(0) for a in mlvl_anchors]
         flat_anchors = torch.cat(mlvl_anchors)
@@ -164,7 +170,7 @@ class GFLLDLoss(nn.Module):
             labels[pos] = result.labels[pos]
             weights[pos] = self.pos_weight if self.pos_weight > 0 else 1.0
             weights[result.gt_inds == 0] = 1.0
-            if self.with_vlr:
+            if with_vlr:
                 vlr = vlr_region(anchors, num_inside, gt.bboxes, self.vlr_topk, self.vlr_gamma)
             else:
                 vlr = anchors.new_zeros(anchors.size(0))

@@ -11,6 +11,16 @@ from mmkd.registry import MODELS
 from .utils import Feats, float32_loss, paired_levels
 
 
+def pkd_channel_loss(norm_S: torch.Tensor, norm_T: torch.Tensor) -> torch.Tensor:
+    r"""PKD's loss of each channel, ``C``: :math:`\tfrac12\,\mathrm{mean}_{n,h,w}(\hat S -
+    \hat T)^2` of the normalised maps (:meth:`PKDLoss.norm`); a level's loss is their mean.
+
+    With M = N*H*W values per channel it is about :math:`(1 - r_c)(M - 1)/M`, r_c the
+    channel's Pearson correlation (exactly so without the 1e-6 in the normalisation).
+    """
+    return (norm_S - norm_T).pow(2).mean(dim=(0, 2, 3)) / 2
+
+
 @MODELS.register_module()
 class PKDLoss(nn.Module):
     r"""Pearson-correlation feature distillation.
@@ -72,5 +82,5 @@ class PKDLoss(nn.Module):
                     feat_S = F.interpolate(feat_S, feat_T.shape[2:], mode='bilinear')
                 else:
                     feat_T = F.interpolate(feat_T, feat_S.shape[2:], mode='bilinear')
-            loss = loss + F.mse_loss(self.norm(feat_S), self.norm(feat_T)) / 2
+            loss = loss + pkd_channel_loss(self.norm(feat_S), self.norm(feat_T)).mean()
         return loss * self.loss_weight

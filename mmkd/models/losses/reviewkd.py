@@ -5,7 +5,7 @@ https://arxiv.org/abs/2104.09044. Matches dvlab-research/ReviewKD
 ``Detection/model/kd_trans.py`` L75-92 (``hcl``); the student side is the output of
 :class:`~mmkd.models.connectors.ABFConnector`.
 """
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -48,6 +48,23 @@ def _adaptive_pools(feat: Tensor, sizes: Sequence[int]) -> List[Tensor]:
         outs.append(pooled[:, :, offset:offset + size, offset:offset + size])
         offset += size
     return outs
+
+
+def hcl_pyramid(feat_S: Tensor, feat_T: Tensor,
+                pool_sizes: Sequence[int] = (4, 2, 1)) -> List[Tuple[float, Tensor, Tensor]]:
+    """HCL's pyramid of one level: ``(weight, student map, teacher map)`` for the full map
+    (weight 1) and each of ``pool_sizes`` smaller than the level's height, pooled to
+    ``l x l`` (weights 1/2, 1/4, ...). The level's loss is
+    ``sum(w * mse(s, t)) / sum(w)`` over the entries.
+    """
+    pyramid = [(1.0, feat_S, feat_T)]
+    sizes = [size for size in pool_sizes if size < feat_S.shape[2]]
+    if sizes:
+        weight = 1.0
+        for p_S, p_T in zip(_adaptive_pools(feat_S, sizes), _adaptive_pools(feat_T, sizes)):
+            weight /= 2.0
+            pyramid.append((weight, p_S, p_T))
+    return pyramid
 
 
 @MODELS.register_module()
@@ -93,17 +110,7 @@ class HCLLoss(nn.Module):
             check_same_shape(
                 feat_S, feat_T, 'HCLLoss', idx, 'pass the student through '
                 'mmkd.ABFConnector(in_channels, out_channels).')
-            feat_T = feat_T.detach()
-            loss = F.mse_loss(feat_S, feat_T)
-            sizes = [size for size in self.pool_sizes if size < feat_S.shape[2]]
-            if sizes:
-                pooled_S = _adaptive_pools(feat_S, sizes)
-                pooled_T = _adaptive_pools(feat_T, sizes)
-                weight, norm = 1.0, 1.0
-                for p_S, p_T in zip(pooled_S, pooled_T):
-                    weight /= 2.0
-                    loss = loss + weight * F.mse_loss(p_S, p_T)
-                    norm += weight
-                loss = loss / norm
-            total = total + loss
+            pyramid = hcl_pyramid(feat_S, feat_T.detach(), self.pool_sizes)
+            loss = sum(weight * F.mse_loss(p_S, p_T) for weight, p_S, p_T in pyramid)
+            total = total + loss / sum(weight for weight, _, _ in pyramid)
         return self.loss_weight * total
