@@ -39,6 +39,9 @@ class DetectionDistill(SingleTeacherDistill):
     - the teacher is kept out of the module tree by default: it is not in ``state_dict()``
       (training checkpoints hold student + connectors + optimizer; the teacher is reloaded from
       ``teacher_ckpt``), not in ``parameters()`` and not seen by DDP;
+    - a loss that runs part of the teacher's head (class flag ``needs_teacher_head``, e.g.
+      CrossKD) is handed the frozen ``teacher.bbox_head`` at build, as a reference that stays
+      out of the distiller's parameters and state_dict;
     - ``mmkd.BatchData`` recorders receive ``batch_gt_instances``, ``batch_img_metas`` and, for
       two-stage students, the student's sampled RoIs (``rois``, ``roi_labels``) and the RoI-head
       class logits of student and teacher on those same RoIs, each pooled from its own features.
