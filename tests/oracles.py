@@ -625,7 +625,7 @@ def giou_oracle(a: Sequence, b: Sequence, eps: float = 1e-6):
 
 def bckd_gfl_oracle(head, preds_S, preds_T, gts, metas, w_cls: float = 1.0,
                     w_loc: float = 4.0) -> Dict[str, Tensor]:
-    """TinyTigerPan/BCKD (121c9aa2) ``mmdet/models/dense_heads/ld_head.py`` ``loss`` L348-351
+    """TinyTigerPan/BCKD (121c9aa2) ``mmdet/models/dense_heads/ld_head.py`` ``loss`` L353-356
     (``num_total_samples``) and ``loss_single`` L145-176, L213-217, anchor by anchor: a level
     with positives gets cls KD = w_cls * sum_i m_i novel_kd_i / A (``novel_kd_loss``) and loc
     KD = w_loc * sum_i w_i (1 - GIoU(b^S_i, b^T_i)) / A, b decoded by GFL's integral (softmax

@@ -43,7 +43,7 @@ class GFLBCKDLoss(GFLTargets):
     ``configs/bckd/bckd_r50_gflv1_r101_fpn_coco_1x.py`` L39-46, where every other term (LD,
     VLR LD, VLR KD, VLR loc KD, feature imitation) has weight 0 and is not computed here
     (``mmkd.GFLLDLoss`` adds LD in the same config if wanted); the targets of its
-    ``get_targets`` (GFL's ATSS assignment, ``num_total_samples`` of ``loss`` L348-351). Deliberate
+    ``get_targets`` (GFL's ATSS assignment, ``num_total_samples`` of ``loss`` L353-356). Deliberate
     differences: float32 compute; GIoU through mmdet 3.3's ``GIoULoss`` (same formula and eps
     as mmdet 2.28's); the student's own GFL losses are mmdet 3.3's ``GFLHead`` (BCKD's
     ``LDHead`` adds 1e-4 to the box-loss weights, L151-152).
