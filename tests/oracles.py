@@ -507,6 +507,166 @@ def gfl_ld_oracle(preds_S, preds_T, gts, metas, strides: Sequence[int], reg_max:
     return out
 
 
+# ----------------------------------------------------------------- quality-focal KD (CrossKD, BCKD)
+def kd_quality_focal_oracle(pred: Tensor, soft: Tensor, beta: float = 1.0, weight=None,
+                            avg_factor=None) -> Tensor:
+    """TinyTigerPan/BCKD ``mmdet/models/losses/kd_loss.py`` ``novel_kd_loss`` L11-38, one row at
+    a time: sum over the classes of BCE(p, sigmoid(t)) * |sigmoid(p) - sigmoid(t)|^beta, times
+    the row weight; the sum over rows / (avg_factor + float32 eps). Without ``avg_factor``, the
+    mean over the N x C elements as jbwang1997/CrossKD ``kd_quality_focal_loss`` L44-59 (BCKD
+    would take the mean over the rows)."""
+    rows = []
+    for i in range(pred.shape[0]):
+        t = torch.sigmoid(soft[i].detach())
+        q = torch.sigmoid(pred[i])
+        bce = -(t * torch.log(q) + (1 - t) * torch.log(1 - q))
+        row = (bce * (q - t).abs()**beta).sum()
+        rows.append(row * (1 if weight is None else weight[i]))
+    total = sum(rows)
+    if avg_factor is None:
+        return total / pred.numel()
+    return total / (avg_factor + EPS32)
+
+
+# ------------------------------------------------------------------------- CrossKD on GFL
+def _gfl_targets_oracle(head, featmap_sizes, gts, metas):
+    """The targets of ``loss_by_feat`` in both official codes: the student head's own
+    ``get_anchors`` + ``get_targets`` (mmdet's GFLHead, its train_cfg's ATSS assigner)."""
+    anchor_list, valid_flag_list = head.get_anchors(featmap_sizes, metas, device='cpu')
+    anchors, labels, label_weights, _, _, avg_factor = head.get_targets(
+        anchor_list, valid_flag_list, gts, metas)
+    return anchors, labels, label_weights, float(avg_factor)
+
+
+def crosskd_gfl_oracle(head_S, head_T, x_S: Sequence[Tensor], x_T: Sequence[Tensor], gts,
+                       metas, reused_idx: int = 3) -> Dict[str, object]:
+    """jbwang1997/CrossKD (87e156a4) ``mmdet/models/detectors/crosskd_gfl.py`` ``loss``
+    L33-43, ``forward_crosskd_single`` L55-70 (``activate=False`` then the head conv's own,
+    in-place, activation), ``reuse_teacher_head`` L72-86, ``align_scale`` L88-100 (here per
+    channel), ``loss_by_feat`` L138-156 and L177-188 and ``pred_mimicking_loss_single``
+    L198-227, with the losses of ``configs/crosskd/crosskd_r50_gflv1_r101-2x-ms_fpn_1x_coco.py``
+    L53-60 (quality-focal KD beta 1; KL with T 1 summed over the bins, weight 4). ``x_S`` /
+    ``x_T`` are the FPN levels of student and teacher; one process (``reduce_mean`` is the
+    identity). Returns the cross-head predictions and the two loss terms summed over levels."""
+
+    def forward_crosskd_single(x, scale, head):
+        cls_feat, reg_feat = x, x
+        cls_hold, reg_hold = x, x
+        for i, conv in enumerate(head.cls_convs):
+            cls_feat = conv(cls_feat, activate=False)
+            if i + 1 == reused_idx:
+                cls_hold = cls_feat
+            cls_feat = conv.activate(cls_feat)
+        for i, conv in enumerate(head.reg_convs):
+            reg_feat = conv(reg_feat, activate=False)
+            if i + 1 == reused_idx:
+                reg_hold = reg_feat
+            reg_feat = conv.activate(reg_feat)
+        return (head.gfl_cls(cls_feat), scale(head.gfl_reg(reg_feat)).float(), cls_hold,
+                reg_hold)
+
+    def align(s, t):
+        out = torch.empty_like(s)
+        for c in range(s.shape[1]):
+            a, b = s[:, c], t[:, c]
+            out[:, c] = (a - a.mean()) / (a.std() + 1e-6) * b.std() + b.mean()
+        return out
+
+    tea = [forward_crosskd_single(x, sc, head_T) for x, sc in zip(x_T, head_T.scales)]
+    stu = [forward_crosskd_single(x, sc, head_S) for x, sc in zip(x_S, head_S.scales)]
+    reused_cls, reused_reg = [], []
+    for (_, _, t_cls, t_reg), (_, _, s_cls, s_reg), scale in zip(tea, stu, head_T.scales):
+        c, r = align(s_cls, t_cls), align(s_reg, t_reg)
+        if reused_idx != 0:
+            c, r = F.relu(c), F.relu(r)
+        for i in range(reused_idx, head_T.stacked_convs):
+            c, r = head_T.cls_convs[i](c), head_T.reg_convs[i](r)
+        reused_cls.append(head_T.gfl_cls(c))
+        reused_reg.append(scale(head_T.gfl_reg(r)).float())
+
+    sizes = [t[0].shape[-2:] for t in tea]
+    _, _, label_weights_list, avg_factor = _gfl_targets_oracle(head_S, sizes, gts, metas)
+    bins = head_S.reg_max + 1
+    cls_kd, reg_kd, kd_avg_factor = 0., [], 0.
+    levels = zip(tea, reused_cls, reused_reg, label_weights_list)
+    for (t_score, t_pred, _, _), r_score, r_pred, lw in levels:
+        t_score = t_score.permute(0, 2, 3, 1).reshape(-1, head_S.cls_out_channels)
+        r_score = r_score.permute(0, 2, 3, 1).reshape(-1, head_S.cls_out_channels)
+        lw = lw.reshape(-1)
+        cls_kd = cls_kd + kd_quality_focal_oracle(r_score, t_score, 1.0, lw, avg_factor)
+        t_pred = t_pred.permute(0, 2, 3, 1).reshape(-1, bins)
+        r_pred = r_pred.permute(0, 2, 3, 1).reshape(-1, bins)
+        reg_weights = t_score.max(dim=1)[0].sigmoid()
+        reg_weights[lw == 0] = 0
+        w = reg_weights[:, None].expand(-1, 4).reshape(-1)
+        level = sum(w[j] * kd_row_oracle(r_pred[j], t_pred[j], 1.0, over='sum')
+                    for j in range(r_pred.shape[0]))
+        reg_kd.append(4.0 * level / (4.0 + EPS32))
+        kd_avg_factor = kd_avg_factor + reg_weights.sum()
+    return dict(cls_scores=reused_cls, bbox_preds=reused_reg, cls_kd=cls_kd,
+                reg_kd=sum(r / kd_avg_factor for r in reg_kd))
+
+
+# ---------------------------------------------------------------------------- BCKD on GFL
+def giou_oracle(a: Sequence, b: Sequence, eps: float = 1e-6):
+    """mmdet ``bbox_overlaps(mode='giou', is_aligned=True)`` for one pair, as mmdet 2.28's
+    ``GIoULoss`` calls it (eps 1e-6 on the union and the enclosing area); autograd-able."""
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    w = (torch.minimum(a[2], b[2]) - torch.maximum(a[0], b[0])).clamp(min=0)
+    h = (torch.minimum(a[3], b[3]) - torch.maximum(a[1], b[1])).clamp(min=0)
+    overlap = w * h
+    union = torch.clamp(area_a + area_b - overlap, min=eps)
+    enclose = ((torch.maximum(a[2], b[2]) - torch.minimum(a[0], b[0])).clamp(min=0) *
+               (torch.maximum(a[3], b[3]) - torch.minimum(a[1], b[1])).clamp(min=0))
+    enclose = torch.clamp(enclose, min=eps)
+    return overlap / union - (enclose - union) / enclose
+
+
+def bckd_gfl_oracle(head, preds_S, preds_T, gts, metas, w_cls: float = 1.0,
+                    w_loc: float = 4.0) -> Dict[str, Tensor]:
+    """TinyTigerPan/BCKD (121c9aa2) ``mmdet/models/dense_heads/ld_head.py`` ``loss`` L353-356
+    (``num_total_samples``) and ``loss_single`` L145-176, L213-217, anchor by anchor: a level
+    with positives gets cls KD = w_cls * sum_i m_i novel_kd_i / A (``novel_kd_loss``) and loc
+    KD = w_loc * sum_i w_i (1 - GIoU(b^S_i, b^T_i)) / A, b decoded by GFL's integral (softmax
+    . [0..reg_max]) around the anchor centre / stride, w_i = m_i max_c |sigmoid(t) -
+    sigmoid(s)|; GIoULoss returns 0 when no weight is positive. ``head`` gives the student's
+    targets (mmdet's GFLHead with its train_cfg); sums over levels."""
+    (cls_S, reg_S), (cls_T, reg_T) = preds_S, preds_T
+    sizes = [c.shape[-2:] for c in cls_S]
+    anchors_list, labels_list, label_weights_list, avg = _gfl_targets_oracle(
+        head, sizes, gts, metas)
+    avg = max(avg, 1.0)
+    C, bins = head.cls_out_channels, head.reg_max + 1
+    project = torch.arange(bins, dtype=torch.float64)
+    out = dict(cls_kd=0., loc_kd=0.)
+    for lvl, (stride, _) in enumerate(head.prior_generator.strides):
+        anchors = anchors_list[lvl].reshape(-1, 4).double()
+        s = cls_S[lvl].permute(0, 2, 3, 1).reshape(-1, C)
+        t = cls_T[lvl].detach().permute(0, 2, 3, 1).reshape(-1, C)
+        dS = reg_S[lvl].permute(0, 2, 3, 1).reshape(-1, 4, bins)
+        dT = reg_T[lvl].detach().permute(0, 2, 3, 1).reshape(-1, 4, bins)
+        labels = labels_list[lvl].reshape(-1)
+        lw = label_weights_list[lvl].reshape(-1)
+        if not ((labels >= 0) & (labels < C)).any():
+            continue
+        out['cls_kd'] = out['cls_kd'] + w_cls * kd_quality_focal_oracle(s, t, 1.0, lw, avg)
+        loc, any_weight = 0., False
+        for i in range(anchors.shape[0]):
+            cx = (anchors[i, 0] + anchors[i, 2]) / 2 / stride
+            cy = (anchors[i, 1] + anchors[i, 3]) / 2 / stride
+            eS = [torch.softmax(dS[i, e], 0) @ project.to(dS) for e in range(4)]
+            eT = [torch.softmax(dT[i, e], 0) @ project.to(dT) for e in range(4)]
+            bS = [cx - eS[0], cy - eS[1], cx + eS[2], cy + eS[3]]
+            bT = [cx - eT[0], cy - eT[1], cx + eT[2], cy + eT[3]]
+            w = (torch.sigmoid(t[i]) - torch.sigmoid(s[i].detach())).abs().max() * lw[i]
+            any_weight = any_weight or bool(w > 0)
+            loc = loc + w * (1 - giou_oracle(bS, bT))
+        if any_weight:
+            out['loc_kd'] = out['loc_kd'] + w_loc * loc / (avg + EPS32)
+    return out
+
+
 # ---------------------------------------------------------------------------------- helpers
 def random_boxes(num: int, img_h: float, img_w: float, gen: torch.Generator,
                  min_size: float = 2.0) -> Tensor:

@@ -27,7 +27,8 @@ SETTINGS = ('train_dataloader', 'train_cfg', 'param_scheduler', 'optim_wrapper',
 #: gradient clipping (max_norm) of each method's official code; None: no clipping
 OFFICIAL_CLIP = {'cwd': None, 'pkd': None, 'ld': None, 'ld-full': None, 'reviewkd': None,
                  'dkd': None, 'fgd': 35, 'fgd-img-shape': 35, 'mgd': 35, 'defeat': 35,
-                 'defeat-full': 35}
+                 'defeat-full': 35, 'crosskd': None, 'crosskd-pkd': None, 'bckd': None,
+                 'reviewkd-dkd': None}
 
 
 def configs(pattern):

@@ -1,4 +1,5 @@
-"""LD, DKD and DeFeat (neck + head) configs: they build, train a step, and feed the right inputs.
+"""LD, CrossKD, BCKD, DKD and DeFeat (neck + head) configs, and the composed ones (CrossKD + PKD,
+ReviewKD + DKD): they build, train a step, and feed the right inputs.
 
 The response-based methods compare head outputs, so what matters most is *what* reaches the
 loss: LD must see the teacher GFL head's own output on the batch, DKD and DeFeat's head term the
@@ -20,6 +21,10 @@ LD_KEYS = {'distill.loss_ld_main_ld', 'distill.loss_ld_main_kd', 'distill.loss_l
 DKD_KEYS = {'distill.loss_dkd'}
 DEFEAT_KEYS = {'distill.loss_defeat_neck_fg', 'distill.loss_defeat_neck_bg',
                'distill.loss_defeat_head'}
+CROSSKD_KEYS = {'distill.loss_crosskd_cls_kd', 'distill.loss_crosskd_reg_kd'}
+CROSSKD_PKD_KEYS = CROSSKD_KEYS | {f'distill.loss_pkd_fpn{i}' for i in range(5)}
+BCKD_KEYS = {'distill.loss_bckd_cls_kd', 'distill.loss_bckd_loc_kd'}
+REVIEWKD_DKD_KEYS = {'distill.loss_hcl', 'distill.loss_dkd'}
 GFL_KEYS = {'student.loss_cls', 'student.loss_bbox', 'student.loss_dfl'}
 RCNN_KEYS = {'student.loss_rpn_cls', 'student.loss_rpn_bbox', 'student.loss_cls',
              'student.loss_bbox'}
@@ -32,11 +37,25 @@ CONFIGS = {
     (DKD_KEYS, RCNN_KEYS),
     'configs/defeat/defeat-full_faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py':
     (DEFEAT_KEYS, RCNN_KEYS),
+    'configs/crosskd/crosskd_gfl_r101-fpn_gfl_r50-fpn_1x_coco.py': (CROSSKD_KEYS, GFL_KEYS),
+    'configs/crosskd/crosskd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py': (CROSSKD_KEYS, GFL_KEYS),
+    'configs/crosskd/crosskd-pkd_gfl_r101-fpn_gfl_r50-fpn_1x_coco.py': (CROSSKD_PKD_KEYS, GFL_KEYS),
+    'configs/crosskd/crosskd-pkd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py':
+    (CROSSKD_PKD_KEYS, GFL_KEYS),
+    'configs/bckd/bckd_gfl_r101-fpn_gfl_r50-fpn_1x_coco.py': (BCKD_KEYS, GFL_KEYS),
+    'configs/bckd/bckd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py': (BCKD_KEYS, GFL_KEYS),
+    'configs/reviewkd/reviewkd-dkd_faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py':
+    (REVIEWKD_DKD_KEYS, RCNN_KEYS),
     'configs/toy/ld_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py': (LD_KEYS, GFL_KEYS),
     'configs/toy/ld-full_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py': (LD_KEYS, GFL_KEYS),
     'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py': (DKD_KEYS, RCNN_KEYS),
     'configs/toy/defeat-full_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py':
     (DEFEAT_KEYS, RCNN_KEYS),
+    'configs/toy/crosskd_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py': (CROSSKD_KEYS, GFL_KEYS),
+    'configs/toy/crosskd-pkd_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py': (CROSSKD_PKD_KEYS, GFL_KEYS),
+    'configs/toy/bckd_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py': (BCKD_KEYS, GFL_KEYS),
+    'configs/toy/reviewkd-dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py':
+    (REVIEWKD_DKD_KEYS, RCNN_KEYS),
 }
 LD_TOY = 'configs/toy/ld_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py'
 DKD_TOY = 'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py'
@@ -82,6 +101,8 @@ def test_config_builds_and_trains_one_step(config, toy_dir):
     assert any(n.startswith('architecture.') for n in changed)  # the student
     if 'defeat' in config:  # the neck adaptation convs learn too
         assert any('loss_defeat_neck' in n for n in changed)
+    if 'reviewkd' in config:  # and the review connector
+        assert any('connectors.review' in n for n in changed)
     # the teacher only gives targets
     assert all(p.grad is None for p in algo.teacher.parameters())
     if '/ld_' in config:  # Main LD only: the other two terms are switched off
@@ -89,6 +110,8 @@ def test_config_builds_and_trains_one_step(config, toy_dir):
         assert losses['distill.loss_ld_main_ld'] > 0
     if '/ld-full_' in config:
         assert all(losses[k] > 0 for k in LD_KEYS)
+    if 'crosskd' in config or 'bckd' in config:
+        assert all(losses[k] > 0 for k in distill_keys)
 
 
 def test_ld_sees_the_teacher_head_output_on_the_batch(toy_dir):

@@ -62,4 +62,5 @@ def test_every_loss_follows_the_float32_rule():
 def test_logit_losses_declare_themselves():
     declared = {name for name, obj in inspect.getmembers(losses, inspect.isclass)
                 if getattr(obj, 'compares_class_logits', False)}
-    assert declared == {'KDLoss', 'LDLoss', 'GFLLDLoss', 'DKDLoss', 'DeFeatHeadLoss'}
+    assert declared == {'KDLoss', 'LDLoss', 'GFLLDLoss', 'DKDLoss', 'DeFeatHeadLoss',
+                        'KDQualityFocalLoss', 'GFLCrossKDLoss', 'GFLBCKDLoss'}

@@ -16,6 +16,9 @@ each), it times in one process, interleaved round by round (median over ``--repe
       -> backward -> SGD step over student and connectors.
 
 and prints c / (a + b) (target <= 1.10; 1.0 means the losses and connectors cost nothing).
+A loss that runs part of the teacher's head itself (CrossKD: the teacher's last conv and
+predictors on the student's features, with gradients) is timed in (c), not in (b): the teacher
+head runs twice per step, and c / (a + b) shows what that costs.
 
 Memory: peak resident-set growth during one step of (a) and of (c), read from Linux's
 ``VmHWM`` after resetting it with ``/proc/self/clear_refs`` (value 5) just before the step. The

@@ -39,6 +39,9 @@ class DetectionDistill(SingleTeacherDistill):
     - the teacher is kept out of the module tree by default: it is not in ``state_dict()``
       (training checkpoints hold student + connectors + optimizer; the teacher is reloaded from
       ``teacher_ckpt``), not in ``parameters()`` and not seen by DDP;
+    - a loss that runs part of the teacher's head (class flag ``needs_teacher_head``, e.g.
+      CrossKD) is handed the frozen ``teacher.bbox_head`` at build, as a reference that stays
+      out of the distiller's parameters and state_dict;
     - ``mmkd.BatchData`` recorders receive ``batch_gt_instances``, ``batch_img_metas`` and, for
       two-stage students, the student's sampled RoIs (``rois``, ``roi_labels``) and the RoI-head
       class logits of student and teacher on those same RoIs, each pooled from its own features.
@@ -108,6 +111,7 @@ class DetectionDistill(SingleTeacherDistill):
 
         self.inherit_from_teacher = self._check_inherit_from_teacher(inherit_from_teacher)
         self._inherit_teacher_weights()
+        self._hand_teacher_head_to_losses()
 
         self.teacher_inputs = TeacherInputs(self.data_preprocessor, self.teacher.data_preprocessor)
         if self.teacher_inputs.needed:
@@ -146,6 +150,20 @@ class DetectionDistill(SingleTeacherDistill):
                 continue
             return 'head'
         return 'neck'
+
+    def _hand_teacher_head_to_losses(self) -> None:
+        """Give every loss that runs part of the teacher's head (class flag
+        ``needs_teacher_head``, e.g. CrossKD) the frozen ``teacher.bbox_head``; the loss keeps it
+        as a plain reference, out of the distiller's parameters and state_dict."""
+        for name, loss in self.distiller.distill_losses.items():
+            if not getattr(loss, 'needs_teacher_head', False):
+                continue
+            if not hasattr(self.teacher, 'bbox_head'):
+                raise ValueError(
+                    f'Distillation loss {name!r} ({type(loss).__name__}) runs the teacher\'s '
+                    f'bbox_head, but the teacher ({type(self.teacher).__name__}) has none; use '
+                    'a one-stage teacher with the head the loss names.')
+            loss.set_teacher_head(self.teacher.bbox_head)
 
     @staticmethod
     def _check_inherit_from_teacher(value: Union[str, Sequence[str]]) -> Union[str, tuple]:

@@ -1,9 +1,12 @@
+from .bckd import GFLBCKDLoss  # noqa: F401
+from .crosskd import GFLCrossKDLoss  # noqa: F401
 from .cwd import ChannelWiseDivergence  # noqa: F401
 from .defeat import DeFeatLoss  # noqa: F401
 from .defeat_head import DeFeatHeadLoss  # noqa: F401
 from .dkd import DKDLoss  # noqa: F401
 from .fgd import FGDLoss  # noqa: F401
 from .kd import KDLoss  # noqa: F401
+from .kd_quality_focal import KDQualityFocalLoss  # noqa: F401
 from .ld import LDLoss  # noqa: F401
 from .ld_gfl import GFLLDLoss  # noqa: F401
 from .mgd import MGDLoss  # noqa: F401

@@ -11,6 +11,7 @@ import torch.nn as nn
 from mmdet.models.task_modules.prior_generators import anchor_inside_flags
 from mmdet.models.utils import images_to_levels, unmap
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
+from mmdet.utils import reduce_mean
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -29,54 +30,26 @@ _GFL_ANCHORS = dict(
     strides=[8, 16, 32, 64, 128])
 
 
-@MODELS.register_module()
-class GFLLDLoss(nn.Module):
-    r"""The distillation part of LD's ``LDHead.loss_single`` for a GFL student and teacher.
+class GFLTargets(nn.Module):
+    """GFL's anchors and ATSS targets for a whole batch, for losses on GFL head outputs.
 
-    Per FPN level, over the whole batch, with P = the student's ATSS positives (its own GFL
-    assignment), :math:`s_i = \max_c \sigma(z^{cls,S}_{ic})` (detached) and ``kl`` the
-    per-row temperature KL averaged over bins / classes (:class:`LDLoss`, :class:`KDLoss`):
-
-    * Main LD  = :math:`0.25\sum_{i\in P}\sum_{e=1}^{4} s_i\,\mathrm{kl}_{10}(d^S_{ie},d^T_{ie})/4`
-    * Main KD  = :math:`10\sum_{i\in P}\mathrm{kl}_{2}(z^{cls,S}_i, z^{cls,T}_i) / |P_\ell|`
-      (softmax over the class logits although GFL is sigmoid-based, as officially)
-    * VLR LD   = :math:`0.25\sum_{i\in V}\sum_e v_i\,\mathrm{kl}_{10}(d^S_{ie}, d^T_{ie}) / 16`,
-      V = anchors with :math:`v_i` = :func:`~mmkd.models.utils.vlr_region` > 0
-
-    The returned values are sums over levels (mmdet sums the per-level list). As officially,
-    Main LD and VLR LD are **not** normalised by the number of positives, so they grow with
-    the images per GPU (LD issues #7/#28/#29): keep LD's 2 images per GPU or lower the weight.
-
-    Matches HikariTJU/LD ``mmdet/models/dense_heads/ld_head.py`` ``loss_single`` (L116-282:
-    weights L198-199, Main LD / KD L235-244, VLR LD L254-266; ``loss_kd_neg`` is multiplied by
-    0 there and omitted here), its ``get_targets`` (VLR on the inside anchors of each image,
-    unmapped with 0) and the defaults of ``configs/ld/ld_r50_gflv1_r101_fpn_coco_1x.py``.
-    Main LD alone equals mmdet 3.3's ``LDHead`` ``loss_ld``. The assignment reuses mmdet 3.3's
-    prior generator, ``anchor_inside_flags`` and ``ATSSAssigner`` with GFL's ``train_cfg``
-    (PseudoSampler semantics), so the region is exactly the student's own GFL positives.
-    Deliberate differences: float32 compute (also under AMP), teacher detached, avg_factor +
-    float32 eps (mmdet 3.x's ``weight_reduce_loss``), no VLR for ``gt_bboxes_ignore`` (unused
-    officially with ``ignore_iof_thr=-1``). Line numbers are those of HikariTJU/LD at commit
-    4287990c.
+    The part of a GFL head's ``loss_by_feat`` that the GFL distillation losses (LD, CrossKD,
+    BCKD) share: mmdet 3.3's prior generator, ``anchor_inside_flags`` and ``ATSSAssigner`` with
+    GFL's ``train_cfg`` (PseudoSampler semantics), so that labels and label weights are those of
+    mmdet's ``GFLHead.get_targets`` for the student's own assignment; for LD also its valuable
+    localisation region (:func:`~mmkd.models.utils.vlr_region`). Checks the two heads' outputs.
 
     Args:
-        num_classes (int): Number of foreground classes of both heads. Defaults to 80.
-        reg_max (int): Max value of GFL's integral set (bins = reg_max + 1). Defaults to 16.
+        num_classes (int): Number of foreground classes of both heads.
+        reg_max (int): Max value of GFL's integral set (bins = reg_max + 1).
         anchor_generator (dict): The GFL head's ``anchor_generator`` (one anchor per location).
-        assigner (dict): The GFL ``train_cfg.assigner``. Defaults to ATSS topk 9.
-        allowed_border (int): GFL ``train_cfg.allowed_border``. Defaults to -1.
-        pos_weight (float): GFL ``train_cfg.pos_weight`` (KD row weight; <=0 means 1).
-        loss_ld (dict | nn.Module): Main LD loss. Defaults to ``LDLoss(tau=10, w=0.25)``.
-        loss_kd (dict | nn.Module): Main KD loss. Defaults to ``KDLoss(tau=2, w=10)``.
-        loss_ld_vlr (dict | nn.Module): VLR LD loss. Defaults to ``LDLoss(tau=10, w=0.25)``.
-        with_main_kd (bool): Compute Main KD. Defaults to True.
-        with_vlr (bool): Compute VLR LD. Defaults to True.
+        assigner (dict): The GFL ``train_cfg.assigner``.
+        allowed_border (int): GFL ``train_cfg.allowed_border``.
+        pos_weight (float): GFL ``train_cfg.pos_weight`` (label weight of positives; <=0 means 1).
+        with_vlr (bool): Also compute LD's VLR values in :meth:`get_targets`.
         vlr_topk (int, optional): topk for alpha_pos; None = the assigner's ``topk``.
-        vlr_gamma (float): alpha_vl / alpha_pos. Defaults to 0.25.
+        vlr_gamma (float): alpha_vl / alpha_pos.
     """
-
-    #: the start-up checks refuse this loss between heads with different ``num_classes``
-    compares_class_logits = True
 
     def __init__(self,
                  num_classes: int = 80,
@@ -85,11 +58,7 @@ class GFLLDLoss(nn.Module):
                  assigner: dict = dict(type='ATSSAssigner', topk=9),
                  allowed_border: int = -1,
                  pos_weight: float = -1.,
-                 loss_ld: LossCfg = dict(type='mmkd.LDLoss', tau=10.0, loss_weight=0.25),
-                 loss_kd: LossCfg = dict(type='mmkd.KDLoss', tau=2.0, loss_weight=10.0),
-                 loss_ld_vlr: LossCfg = dict(type='mmkd.LDLoss', tau=10.0, loss_weight=0.25),
-                 with_main_kd: bool = True,
-                 with_vlr: bool = True,
+                 with_vlr: bool = False,
                  vlr_topk: Optional[int] = None,
                  vlr_gamma: float = 0.25) -> None:
         super().__init__()
@@ -97,15 +66,12 @@ class GFLLDLoss(nn.Module):
         self.reg_max = reg_max
         self.prior_generator = self._build_mmdet(anchor_generator)
         if any(n != 1 for n in self.prior_generator.num_base_priors):
-            raise ValueError('GFLLDLoss supports one anchor per location (GFL: ratios=[1.0], '
-                             f'scales_per_octave=1); got {self.prior_generator.num_base_priors}.')
+            raise ValueError(f'{type(self).__name__} supports one anchor per location (GFL: '
+                             'ratios=[1.0], scales_per_octave=1); got '
+                             f'{self.prior_generator.num_base_priors}.')
         self.assigner = self._build_mmdet(assigner)
         self.allowed_border = allowed_border
         self.pos_weight = pos_weight
-        self.loss_ld = self._build(loss_ld)
-        self.loss_kd = self._build(loss_kd)
-        self.loss_ld_vlr = self._build(loss_ld_vlr)
-        self.with_main_kd = with_main_kd
         self.with_vlr = with_vlr
         self.vlr_topk = vlr_topk if vlr_topk is not None else getattr(self.assigner, 'topk', 9)
         self.vlr_gamma = vlr_gamma
@@ -185,26 +151,105 @@ class GFLLDLoss(nn.Module):
 
     def _check(self, preds_S: HeadOutputs, preds_T: HeadOutputs) -> None:
         (cls_S, reg_S), (cls_T, reg_T) = preds_S, preds_T
-        nl = len(self.prior_generator.strides)
+        nl, name = len(self.prior_generator.strides), type(self).__name__
         if not len(cls_S) == len(reg_S) == len(cls_T) == len(reg_T) == nl:
             raise ValueError(
-                f'GFLLDLoss expects {nl} levels of (cls_scores, bbox_preds) from each head; got '
+                f'{name} expects {nl} levels of (cls_scores, bbox_preds) from each head; got '
                 f'student {len(cls_S)}/{len(reg_S)} and teacher {len(cls_T)}/{len(reg_T)}.')
         bins = 4 * (self.reg_max + 1)
         for lvl in range(nl):
             if cls_S[lvl].shape != cls_T[lvl].shape or \
                     cls_S[lvl].shape[1] != self.num_classes:
                 raise ValueError(
-                    f'GFLLDLoss level {lvl}: class scores of student {tuple(cls_S[lvl].shape)} '
+                    f'{name} level {lvl}: class scores of student {tuple(cls_S[lvl].shape)} '
                     f'and teacher {tuple(cls_T[lvl].shape)} must both be (N, num_classes='
                     f'{self.num_classes}, H, W); set num_classes and use heads of one layout.')
             if reg_S[lvl].shape != reg_T[lvl].shape or reg_S[lvl].shape[1] != bins or \
                     reg_S[lvl].shape[2:] != cls_S[lvl].shape[2:]:
                 raise ValueError(
-                    f'GFLLDLoss level {lvl}: box distributions of student '
+                    f'{name} level {lvl}: box distributions of student '
                     f'{tuple(reg_S[lvl].shape)} and teacher {tuple(reg_T[lvl].shape)} must both '
                     f'be (N, 4*(reg_max+1)={bins}, H, W) on the class map grid; both heads need '
                     f'reg_max={self.reg_max} and the same strides.')
+
+    def avg_factor(self, labels_list: List[Tensor]) -> float:
+        """GFL's ``avg_factor``: per image max(#positives, 1), summed over the batch and averaged
+        over the GPUs (mmdet's ``SamplingResult.avg_factor`` with PseudoSampler and
+        ``reduce_mean``), from the per-level labels of :meth:`get_targets`."""
+        labels = torch.cat([lvl.reshape(lvl.shape[0], -1) for lvl in labels_list], dim=1)
+        num_pos = ((labels >= 0) & (labels < self.num_classes)).sum(dim=1).clamp(min=1)
+        return reduce_mean(num_pos.sum().float()).item()
+
+
+@MODELS.register_module()
+class GFLLDLoss(GFLTargets):
+    r"""The distillation part of LD's ``LDHead.loss_single`` for a GFL student and teacher.
+
+    Per FPN level, over the whole batch, with P = the student's ATSS positives (its own GFL
+    assignment), :math:`s_i = \max_c \sigma(z^{cls,S}_{ic})` (detached) and ``kl`` the
+    per-row temperature KL averaged over bins / classes (:class:`LDLoss`, :class:`KDLoss`):
+
+    * Main LD  = :math:`0.25\sum_{i\in P}\sum_{e=1}^{4} s_i\,\mathrm{kl}_{10}(d^S_{ie},d^T_{ie})/4`
+    * Main KD  = :math:`10\sum_{i\in P}\mathrm{kl}_{2}(z^{cls,S}_i, z^{cls,T}_i) / |P_\ell|`
+      (softmax over the class logits although GFL is sigmoid-based, as officially)
+    * VLR LD   = :math:`0.25\sum_{i\in V}\sum_e v_i\,\mathrm{kl}_{10}(d^S_{ie}, d^T_{ie}) / 16`,
+      V = anchors with :math:`v_i` = :func:`~mmkd.models.utils.vlr_region` > 0
+
+    The returned values are sums over levels (mmdet sums the per-level list). As officially,
+    Main LD and VLR LD are **not** normalised by the number of positives, so they grow with
+    the images per GPU (LD issues #7/#28/#29): keep LD's 2 images per GPU or lower the weight.
+
+    Matches HikariTJU/LD ``mmdet/models/dense_heads/ld_head.py`` ``loss_single`` (L116-282:
+    weights L198-199, Main LD / KD L235-244, VLR LD L254-266; ``loss_kd_neg`` is multiplied by
+    0 there and omitted here), its ``get_targets`` (VLR on the inside anchors of each image,
+    unmapped with 0) and the defaults of ``configs/ld/ld_r50_gflv1_r101_fpn_coco_1x.py``.
+    Main LD alone equals mmdet 3.3's ``LDHead`` ``loss_ld``. The assignment reuses mmdet 3.3's
+    prior generator, ``anchor_inside_flags`` and ``ATSSAssigner`` with GFL's ``train_cfg``
+    (PseudoSampler semantics), so the region is exactly the student's own GFL positives.
+    Deliberate differences: float32 compute (also under AMP), teacher detached, avg_factor +
+    float32 eps (mmdet 3.x's ``weight_reduce_loss``), no VLR for ``gt_bboxes_ignore`` (unused
+    officially with ``ignore_iof_thr=-1``). Line numbers are those of HikariTJU/LD at commit
+    4287990c.
+
+    Args:
+        num_classes (int): Number of foreground classes of both heads. Defaults to 80.
+        reg_max (int): Max value of GFL's integral set (bins = reg_max + 1). Defaults to 16.
+        anchor_generator (dict): The GFL head's ``anchor_generator`` (one anchor per location).
+        assigner (dict): The GFL ``train_cfg.assigner``. Defaults to ATSS topk 9.
+        allowed_border (int): GFL ``train_cfg.allowed_border``. Defaults to -1.
+        pos_weight (float): GFL ``train_cfg.pos_weight`` (KD row weight; <=0 means 1).
+        loss_ld (dict | nn.Module): Main LD loss. Defaults to ``LDLoss(tau=10, w=0.25)``.
+        loss_kd (dict | nn.Module): Main KD loss. Defaults to ``KDLoss(tau=2, w=10)``.
+        loss_ld_vlr (dict | nn.Module): VLR LD loss. Defaults to ``LDLoss(tau=10, w=0.25)``.
+        with_main_kd (bool): Compute Main KD. Defaults to True.
+        with_vlr (bool): Compute VLR LD. Defaults to True.
+        vlr_topk (int, optional): topk for alpha_pos; None = the assigner's ``topk``.
+        vlr_gamma (float): alpha_vl / alpha_pos. Defaults to 0.25.
+    """
+
+    #: the start-up checks refuse this loss between heads with different ``num_classes``
+    compares_class_logits = True
+
+    def __init__(self,
+                 num_classes: int = 80,
+                 reg_max: int = 16,
+                 anchor_generator: dict = _GFL_ANCHORS,
+                 assigner: dict = dict(type='ATSSAssigner', topk=9),
+                 allowed_border: int = -1,
+                 pos_weight: float = -1.,
+                 loss_ld: LossCfg = dict(type='mmkd.LDLoss', tau=10.0, loss_weight=0.25),
+                 loss_kd: LossCfg = dict(type='mmkd.KDLoss', tau=2.0, loss_weight=10.0),
+                 loss_ld_vlr: LossCfg = dict(type='mmkd.LDLoss', tau=10.0, loss_weight=0.25),
+                 with_main_kd: bool = True,
+                 with_vlr: bool = True,
+                 vlr_topk: Optional[int] = None,
+                 vlr_gamma: float = 0.25) -> None:
+        super().__init__(num_classes, reg_max, anchor_generator, assigner, allowed_border,
+                         pos_weight, with_vlr, vlr_topk, vlr_gamma)
+        self.loss_ld = self._build(loss_ld)
+        self.loss_kd = self._build(loss_kd)
+        self.loss_ld_vlr = self._build(loss_ld_vlr)
+        self.with_main_kd = with_main_kd
 
     @float32_loss
     def forward(self,

@@ -1,0 +1,6 @@
+# CrossKD on Toy Shapes: its COCO config (below) with the toy data,
+# schedule and models (./_base_/toy_shapes.py), distilled from the toy teacher.
+_base_ = ['../crosskd/crosskd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py', './_base_/toy_shapes.py']
+globals().update(_base_.toy_run)
+model = dict(_base_.toy_gfl_distill, distiller=dict(
+    distill_losses=dict(loss_crosskd=dict(num_classes=len(_base_.toy_classes)))))
