@@ -107,6 +107,12 @@ def test_install_from_a_wheel_folder_into_a_fresh_venv(tmp_path):
     assert 'no wheel for gpucheck-missing' in out and 'gpu_check.sh --download DIR' in out, out
 
     (tmp_path / 'deps.txt').write_text('gpucheck-dep\n')
+    code, out = run_script(*args, '--install-only')
+    assert code == 0, out
+    assert 'installed (--install-only): the runs are skipped' in out
+    assert [r['check'] for r in summary.read_records(str(work / 'results'))] == \
+        ['machine', 'install', 'mmcv ops build']
+
     code, out = run_script(*args)
     assert code == 0, out
     table = (work / 'summary.md').read_text()
