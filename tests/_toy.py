@@ -49,17 +49,10 @@ def tiny_batch(model, num_images: int = 2, size: int = 64, seed: int = 0):
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
 
 
-#: what a rank prints when torch's CPU (gloo) DDP start-up aborts it; seen once in about ten
-#: test-suite runs on 2-core machines, before any training step, with no mmkd frame involved
-GLOO_STARTUP_ABORT = 'terminate called without an active exception'
-
-
-def retry_gloo_startup_abort(attempt):
-    """Run ``attempt() -> (returncode, output)``; once more if a rank aborted at DDP start-up
-    (the signature above and no training step logged). Any other failure is returned as is."""
-    import warnings
-    code, out = attempt()
-    if code != 0 and GLOO_STARTUP_ABORT in out and 'Epoch(train)' not in out:
-        warnings.warn('a DDP rank aborted at start-up (gloo); retrying once')
-        code, out = attempt()
-    return code, out
+def run_failure_output(out: str, tail: int = 4000) -> str:
+    """What an assertion shows of a failed multi-process run: everything from the first
+    fatal-signal report of a rank (torch prints the C++ stack of each of its threads, then
+    faulthandler the Python ones; see mmkd/engine/cpu_distributed.py), else the last lines."""
+    import re
+    report = re.search(r'SIG[A-Z]+\(\d+\), PID: ', out)
+    return out[report.start():] if report else out[-tail:]

@@ -23,7 +23,7 @@ import mmkd  # noqa: F401
 from mmkd.engine import NonFiniteLossError
 from mmkd.engine import atomic_checkpoint
 from mmkd.models.algorithms.model_cfg import expand_model_cfg
-from _toy import PKD_TOY, REPO, retry_gloo_startup_abort, tiny_batch, tiny_toy_cfg
+from _toy import PKD_TOY, REPO, run_failure_output, tiny_batch, tiny_toy_cfg
 
 PY = sys.executable
 LD_TOY = osp.join(REPO, 'configs/toy/ld_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py')
@@ -286,10 +286,10 @@ def test_two_process_ddp_ranks_end_with_the_same_weights(method, tmp_path):
                         hooks=('SaveRankStateHook', ))
     cfg.default_hooks.checkpoint.interval = 100  # no checkpoint needed
     cfg.dump(str(tmp_path / 'cfg.py'))
-    code, out = retry_gloo_startup_abort(lambda: run(
-        'bash', 'tools/dist_train.sh', str(tmp_path / 'cfg.py'), '2', '--work-dir',
-        str(tmp_path / 'work'), env=dict(PYTHON=PY, PORT=str(_free_port())), check=False))
-    assert code == 0, out[-4000:]
+    code, out = run('bash', 'tools/dist_train.sh', str(tmp_path / 'cfg.py'), '2', '--work-dir',
+                    str(tmp_path / 'work'), env=dict(PYTHON=PY, PORT=str(_free_port())),
+                    check=False)
+    assert code == 0, run_failure_output(out)
     assert 'Epoch(train) [1][2/2]' in out, out[-3000:]
     # neither torch's warning (True but none unused) nor its error (False but some unused)
     assert 'find_unused_parameters=True' not in out and 'unused parameter' not in out, out[-3000:]
@@ -389,19 +389,3 @@ def test_bad_gt_boxes_fail_or_are_skipped_naming_the_image(tmp_path, bad, proble
     assert [osp.basename(data.get_data_info(i)['img_path']) for i in range(len(data))] == \
         ['img1.png', 'img3.png']
     assert issubclass(ToyShapesDataset, CheckedBoxesMixin)  # the toy set is checked too
-
-
-def test_ddp_tests_retry_only_a_start_up_abort():
-    """The retry in the DDP tests cannot hide a real failure: one retry, one signature."""
-    def attempts(*results):
-        queue = list(results)
-        return lambda: queue.pop(0)
-
-    abort = (-6, 'warnings\nterminate called without an active exception\n')
-    with pytest.warns(UserWarning, match='retrying once'):
-        assert retry_gloo_startup_abort(attempts(abort, (0, 'ok'))) == (0, 'ok')
-    with pytest.warns(UserWarning):
-        assert retry_gloo_startup_abort(attempts(abort, abort)) == abort  # not a third time
-    late = (-6, 'Epoch(train) [1][1/2]\nterminate called without an active exception')
-    assert retry_gloo_startup_abort(attempts(late, (0, 'ok'))) == late
-    assert retry_gloo_startup_abort(attempts((1, 'KeyError'), (0, 'ok'))) == (1, 'KeyError')

@@ -3,7 +3,14 @@
 Measured with this stack on a CPU-only machine: ``init_dist`` calls ``torch.cuda.set_device``
 unconditionally ("no attribute '_cuda_setDevice'"), and the default wrapper passes
 ``device_ids=[LOCAL_RANK]``, which DDP rejects for CPU modules.
+
+A rank of a 2-process CPU run once died at start-up with SIGABRT ("terminate called without an
+active exception") and nothing else to go on; it has not recurred in 50 runs of the same start-up
+since. CPU ranks therefore report fatal signals: if it happens again, the launcher's output holds
+the C++ and Python stacks of every thread of the rank that died.
 """
+import faulthandler
+
 import torch
 from mmengine.config import Config
 
@@ -12,10 +19,22 @@ def _set_device_without_cuda(device) -> None:
     """``torch.cuda.set_device`` on a machine without CUDA: nothing to select."""
 
 
+def report_fatal_signals() -> None:
+    """On a fatal signal (SIGABRT from ``std::terminate``, SIGSEGV, ...) print the C++ stack of
+    every thread (torch's handler) and then the Python stack of every thread (``faulthandler``,
+    which torch's handler calls next) before the process dies with that signal as before."""
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
+    print_cpp_stacks = getattr(torch._C, '_set_print_stack_traces_on_fatal_signal', None)
+    if print_cpp_stacks is not None:
+        print_cpp_stacks(True)
+
+
 def prepare_cpu_distributed(cfg: Config) -> Config:
     """Make ``cfg`` run under a distributed launcher when CUDA is absent; no-op otherwise."""
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
         return cfg
+    report_fatal_signals()
     torch.cuda.set_device = _set_device_without_cuda
     cfg.setdefault('env_cfg', dict())
     cfg.env_cfg.setdefault('dist_cfg', dict())

@@ -1,12 +1,13 @@
 """What distillation costs on top of training the student, per method.
 
     python tools/analysis_tools/benchmark_distill.py [--methods pkd ld ...] [--repeats 5]
-        [--warmup 2] [--size 128] [--batch 2] [--threads 1] [--no-sizes]
+        [--warmup 2] [--size 128] [--batch 2] [--threads 1] [--no-sizes] [--device cuda]
+        [--json PATH]
 
 For every ``configs/toy/<method>_*_toy.py`` whose model is a ``DetectionDistill`` (or those named
-by ``--methods``), with the same seed and the same small CPU batch (random images, two boxes
-each), it times in one process, interleaved round by round (median over ``--repeats`` after
-``--warmup`` rounds):
+by ``--methods``), with the same seed and the same small batch (random images, two boxes each) on
+``--device`` (default: the CPU), it times in one process, interleaved round by round (median over
+``--repeats`` after ``--warmup`` rounds; on a GPU each step ends with a synchronisation):
 
   (a) one student-only training step: ``student.loss`` -> backward -> SGD step;
   (b) one teacher forward as deep as the method needs: ``algo._run_teacher`` under ``no_grad``
@@ -19,8 +20,10 @@ and prints c / (a + b) (target <= 1.10; 1.0 means the losses and connectors cost
 A loss that runs part of the teacher's head itself (CrossKD: the teacher's last conv and
 predictors on the student's features, with gradients) is timed in (c), not in (b): the teacher
 head runs twice per step, and c / (a + b) shows what that costs.
+``--json PATH`` also writes the rows (one dict per method) as JSON.
 
-Memory: peak resident-set growth during one step of (a) and of (c), read from Linux's
+Memory on a GPU: the growth of ``torch.cuda.max_memory_allocated`` during one step. On the CPU:
+peak resident-set growth during one step of (a) and of (c), read from Linux's
 ``VmHWM`` after resetting it with ``/proc/self/clear_refs`` (value 5) just before the step. The
 script re-executes itself with glibc's mmap threshold fixed at 64 KiB
 (``MALLOC_MMAP_THRESHOLD_``), so that tensors freed by one step go back to the OS and do not
@@ -67,7 +70,12 @@ def parse_args():
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--threads', type=int, default=1, help='torch intra-op threads')
     p.add_argument('--no-sizes', action='store_true', help='skip the checkpoint sizes')
-    return p.parse_args()
+    p.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    p.add_argument('--json', help='also write the rows to this JSON file')
+    args = p.parse_args()
+    if args.device != 'cpu' and not torch.cuda.is_available():
+        p.error(f'--device {args.device}: torch sees no CUDA GPU; use --device cpu')
+    return args
 
 
 def discover(methods):
@@ -119,8 +127,16 @@ def _status(field: str) -> int:
     raise KeyError(field)
 
 
-def peak_growth(fn):
-    """Bytes of resident memory the call adds at its peak, or None where Linux cannot tell."""
+def peak_growth(fn, device: str = 'cpu'):
+    """Bytes of memory the call adds at its peak (resident memory on the CPU, allocated CUDA
+    memory on a GPU), or None where Linux cannot tell."""
+    if device != 'cpu':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return max(torch.cuda.max_memory_allocated() - base, 0)
     try:
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')
@@ -138,9 +154,9 @@ def bench_method(path, args):
     set_random_seed(0)
     cfg = Config.fromfile(path)
     cfg.model.teacher_ckpt = None
-    algo = MODELS.build(cfg.model)
+    algo = MODELS.build(cfg.model).to(args.device)
     algo.train()
-    inputs, samples = make_batch(algo, args.batch, args.size)
+    inputs, samples = make_batch(algo, args.batch, args.size)  # on the model's device
     student = algo.student
     opt_a = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=0.0,
                             momentum=0.9, weight_decay=1e-4)
@@ -172,16 +188,19 @@ def bench_method(path, args):
         opt_c.zero_grad()
 
     steps = dict(a=step_a, b=step_b, c=step_c)
+    sync = torch.cuda.synchronize if args.device != 'cpu' else (lambda: None)
     times = {k: [] for k in steps}
     for r in range(args.warmup + args.repeats):
         for k, fn in steps.items():
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             if r >= args.warmup:
                 times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    mem_a = [peak_growth(step_a) for _ in range(2)][-1]
-    mem_c = [peak_growth(step_c) for _ in range(2)][-1]
+    mem_a = [peak_growth(step_a, args.device) for _ in range(2)][-1]
+    mem_c = [peak_growth(step_c, args.device) for _ in range(2)][-1]
     # the teacher keeps no autograd graph
     graphless = all(not getattr(t, 'requires_grad', False)
                     for r in algo.distiller.teacher_recorders.recorders.values()
@@ -244,9 +263,13 @@ def main():
         rows.append(row)
 
     mib = lambda b: f'{b / 2**20:.0f}' if b is not None else 'n/a'  # noqa: E731
-    print(f'\ntorch {torch.__version__}, {args.threads} thread(s), batch {args.batch} x '
+    device = (torch.cuda.get_device_name() if args.device != 'cpu'
+              else f'CPU, {args.threads} thread(s)')
+    print(f'\ntorch {torch.__version__}, {device}, batch {args.batch} x '
           f'{args.size}x{args.size}, median of {args.repeats} after {args.warmup} warm-up rounds')
-    print('memory: peak RSS growth during one step (VmHWM after /proc/self/clear_refs=5)')
+    print('memory: peak CUDA memory growth during one step (torch.cuda.max_memory_allocated)'
+          if args.device != 'cpu' else
+          'memory: peak RSS growth during one step (VmHWM after /proc/self/clear_refs=5)')
     print('sizes: torch.save bytes of the COCO X101->R18 config models (teacher_ckpt=None)\n')
     head = ('method', 'a ms', 'b ms', 'c ms', 'c/(a+b)', 'mem a MiB', 'mem c MiB', 'mem c/a',
             'no T graph', 'ckpt MiB', 'student MiB', '+teacher MiB', 'ckpt/+teacher')
@@ -266,6 +289,10 @@ def main():
                    r['train'] / r['with_teacher'] > 0.35]
     print(f'\nratio target c/(a+b) <= 1.10 missed by: {missed or "none"}')
     print(f'checkpoint target <= 0.35 of one with the teacher missed by: {missed_size or "none"}')
+    if args.json:
+        import json
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
 
 
 if __name__ == '__main__':
