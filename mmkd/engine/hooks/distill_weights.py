@@ -8,6 +8,7 @@ from mmengine.dist import is_distributed, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop
 
 from mmkd.registry import HOOKS
 from .distill_schedule import schedule_factors, schedule_rules
@@ -111,6 +112,10 @@ class DistillWeightsHook(Hook):
             raise ValueError('loss_balance mode="auto" balances the distillation terms against '
                              'the detection losses, but calculate_student_loss=False computes '
                              'none; use mode="monitor" or loss_balance = None.')
+        if any(r.stop_epoch is not None for r in rules) and \
+                not isinstance(runner.train_loop, EpochBasedTrainLoop):
+            raise ValueError('distill_schedule.stop_epoch needs an epoch-based train loop; this '
+                             f'one is {type(runner.train_loop).__name__}: use stop_iter.')
         self.loss_names = list(distiller.distill_losses.keys())
         self.bound = [(rule, rule.matching(self.loss_names)) for rule in rules]
         if self._loaded is not None:

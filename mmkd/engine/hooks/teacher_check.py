@@ -284,7 +284,12 @@ class TeacherCheckHook(Hook):
             record.update(key=key, teacher_ckpt=runner.cfg.model.get('teacher_ckpt'),
                           date=time.strftime('%Y-%m-%d %H:%M:%S'))
             if is_main_process():
-                write_json(osp.join(cache_dir, f'{key}.json'), record)
+                try:
+                    write_json(osp.join(cache_dir, f'{key}.json'), record)
+                except OSError as e:  # a read-only home, a full disk: the run goes on
+                    print_log(f'teacher check: could not cache the result in {cache_dir} '
+                              f'({e}); set teacher_check.cache_dir to a writable directory.',
+                              logger='current', level=logging.WARNING)
         passed = record['map'] >= settings['min_map']
         if is_main_process():
             write_json(osp.join(runner.log_dir, RECORD_FILE),
