@@ -158,9 +158,12 @@ class BalanceWindow:
         self.iters = 0
 
     def _add(self, key: str, value: float) -> None:
+        # the key exists even for a non-finite value: every rank must reduce the same keys
+        self.sums.setdefault(key, 0.0)
+        self.counts.setdefault(key, 0)
         if math.isfinite(value):
-            self.sums[key] = self.sums.get(key, 0.0) + value
-            self.counts[key] = self.counts.get(key, 0) + 1
+            self.sums[key] += value
+            self.counts[key] += 1
 
     def add(self, log_vars: Dict[str, float], weights: Dict[str, float],
             grad_norms: Optional[Dict[str, float]] = None) -> None:
