@@ -311,10 +311,15 @@ class DetectionDistill(SingleTeacherDistill):
             batch_img_metas=[s.metainfo for s in data_samples or []])
         losses: Dict[str, torch.Tensor] = dict()
 
+        # stopped (mmrazor's StopDistillHook, or mmkd.DistillWeightsHook's schedule): the
+        # teacher is not run, unless a delivery feeds the student with its outputs
+        run_teacher = not self.distillation_stopped or bool(self.distiller.deliveries.deliveries)
+        teacher_feats = None
         self.distiller.set_deliveries_override(False)
-        with self.distiller.teacher_recorders, self.distiller.deliveries, torch.no_grad():
-            teacher_feats = self._run_teacher(self.teacher_inputs(batch_inputs, data_samples),
-                                              data_samples)
+        if run_teacher:
+            with self.distiller.teacher_recorders, self.distiller.deliveries, torch.no_grad():
+                teacher_feats = self._run_teacher(
+                    self.teacher_inputs(batch_inputs, data_samples), data_samples)
 
         self.distiller.set_deliveries_override(True)
         with self.distiller.student_recorders, self.distiller.deliveries, \
@@ -324,12 +329,16 @@ class DetectionDistill(SingleTeacherDistill):
                 losses.update(add_prefix(student_losses, 'student'))
             else:
                 self.student(batch_inputs, data_samples, mode='loss')
+        if self.distillation_stopped:
+            # the terms of the last distilled step stay in the log, as 0 (not as stale values)
+            zero = batch_inputs.new_zeros(())
+            losses.update({f'distill.{term}': zero
+                           for term in getattr(self.distiller, 'term_losses', {})})
+            return losses
         if self.needs_rois:
             batch.update(self._roi_data(captured, teacher_feats))
         # recorders reset their buffers on entering their context, so this data stays put
         self._push_batch_data(True, batch)
         self._push_batch_data(False, batch)
-
-        if not self.distillation_stopped:
-            losses.update(add_prefix(self.distiller.compute_distill_losses(), 'distill'))
+        losses.update(add_prefix(self.distiller.compute_distill_losses(), 'distill'))
         return losses

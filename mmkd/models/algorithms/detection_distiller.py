@@ -23,8 +23,18 @@ class DetectionDistiller(ConfigurableDistiller):
       ``<loss name>_<key>``; every entry is summed into the total loss;
     - recorder sources are checked when the models are known, and an unknown module name is
       refused with the nearest real names;
-    - ``mmkd.BatchData`` recorders receive the ground truth and RoIs from ``DetectionDistill``.
+    - ``mmkd.BatchData`` recorders receive the ground truth and RoIs from ``DetectionDistill``;
+    - every logged term can be scaled by a multiplier in :attr:`loss_weights` (by loss name, or
+      by term name ``<loss name>_<key>`` for a dict loss; a missing name is 1), which is how
+      ``mmkd.DistillWeightsHook`` applies loss-weight schedules and automatic balancing.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        #: multipliers on top of each loss's own weights: loss or term name -> factor
+        self.loss_weights: Dict[str, float] = {}
+        #: the logged terms of the last call (term name -> its loss name), in order
+        self.term_losses: Dict[str, str] = {}
 
     def prepare_from_student(self, model: nn.Module) -> None:
         _check_module_sources(self.student_recorders, model, 'student')
@@ -42,19 +52,29 @@ class DetectionDistiller(ConfigurableDistiller):
         """Names of the ``BatchData`` sources some loss asks for."""
         return {r.source for s in (True, False) for r in self.batch_data_recorders(s)}
 
+    def term_weight(self, term: str) -> float:
+        """The multiplier applied to a logged term (``loss_weights`` of its loss and its own)."""
+        loss_name = self.term_losses.get(term, term)
+        weight = self.loss_weights.get(loss_name, 1.0)
+        return weight * self.loss_weights.get(term, 1.0) if term != loss_name else weight
+
     def compute_distill_losses(self) -> Dict[str, torch.Tensor]:
         losses: Dict[str, torch.Tensor] = dict()
+        term_losses: Dict[str, str] = dict()
         device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
         with torch.autocast(device_type=device_type, enabled=False):
             for loss_name, forward_mappings in self.loss_forward_mappings.items():
                 kwargs = {key: self.get_record(**record)
                           for key, record in forward_mappings.items()}
                 loss = self.distill_losses[loss_name](**kwargs)
-                if isinstance(loss, dict):
-                    for key, value in loss.items():
-                        losses[f'{loss_name}_{key}'] = value
-                else:
-                    losses[loss_name] = loss
+                terms = {f'{loss_name}_{k}': v
+                         for k, v in loss.items()} if isinstance(loss, dict) else {loss_name: loss}
+                for term, value in terms.items():
+                    term_losses[term] = loss_name
+                    losses[term] = value
+        self.term_losses = term_losses
+        if self.loss_weights:
+            losses = {term: value * self.term_weight(term) for term, value in losses.items()}
         return losses
 
 
