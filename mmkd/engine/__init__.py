@@ -1,3 +1,4 @@
 from . import atomic_checkpoint  # noqa: F401  (makes mmengine's checkpoint saving atomic)
 from .cpu_distributed import prepare_cpu_distributed  # noqa: F401
-from .hooks import DistillLossGuardHook, NonFiniteLossError  # noqa: F401
+from .hooks import (DistillLossGuardHook, ExactResumeHook, NonFiniteLossError,  # noqa: F401
+                    add_exact_resume_hook)

@@ -1,1 +1,2 @@
+from .exact_resume import ExactResumeHook, add_exact_resume_hook  # noqa: F401
 from .loss_guard import DistillLossGuardHook, NonFiniteLossError  # noqa: F401

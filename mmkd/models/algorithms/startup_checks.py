@@ -22,15 +22,13 @@ The checks leave no trace: every random number generator the dry run can draw fr
 torch's) is restored afterwards, so a seeded run gives the same numbers with the checks on or
 off.
 """
-import random
 import warnings
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
+from mmkd.engine.rng_state import preserved_rng_state
 from ..recorders import ROI_LOGIT_SOURCES, is_module_recorder
 
 _HEADS = ('bbox_head', 'roi_head')
@@ -123,19 +121,6 @@ def _needs_head(distiller, names: list) -> bool:
                     if rec['from_student'] else distiller.teacher_recorders)
             sources.add(side.get_recorder(rec['recorder']).source.split('.')[0])
     return bool(sources - {'backbone', 'neck'})
-
-
-@contextmanager
-def preserved_rng_state() -> Iterator[None]:
-    """Restore Python's, NumPy's and torch's (CPU and every CUDA device's) RNG state on exit."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
 
 
 def _forward_for_records(model: nn.Module, x: torch.Tensor, head: bool) -> None:
