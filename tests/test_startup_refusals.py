@@ -202,6 +202,26 @@ def test_cwd_across_families_is_refused_at_start_up_not_at_iteration_1(toy):
     MODELS.build(cfg)
 
 
+def test_a_dry_run_warning_names_the_recorded_levels_not_level_0(toy):
+    """A loss that fails on the dry run for another reason than channels or strides is
+    reported with where each input comes from (recorder, module, FPN data_idx), not only with
+    the loss's own count of the maps it was given ("level 0" for every one-level loss)."""
+    cfg = copy.deepcopy(toy['pkd'])
+    # all five student levels against the teacher's level 2: a level-count mismatch
+    cfg.distiller.loss_forward_mappings.loss_pkd_fpn2.preds_S.pop('data_idx')
+    with pytest.warns(UserWarning) as record:
+        build(cfg)
+    [message] = [str(w.message) for w in record if 'start-up dry run' in str(w.message)]
+    assert message.startswith("Distillation loss 'loss_pkd_fpn2' (PKDLoss) failed on the "
+                              'start-up dry run'), message
+    assert ("preds_S = student recorder 'fpn' (`neck`), shape [(2, 256, 16, 16), "
+            '(2, 256, 8, 8), (2, 256, 4, 4), (2, 256, 2, 2), (2, 256, 1, 1)]') in message
+    assert "preds_T = teacher recorder 'fpn' (`neck`[2]), shape (2, 256, 4, 4)" in message
+    assert 'got 5 student and 1 teacher levels' in message
+    assert 'counts the maps the loss was given, not the FPN levels' in message
+    assert 'connector' not in message.split('If training fails')[0]  # no channel hint
+
+
 def test_readme_pairs_levels_across_families_as_printed(tmp_path):
     from test_configs_layout import readme_block, save_as_printed
     cfg = Config.fromfile(save_as_printed(readme_block(
