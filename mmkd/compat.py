@@ -1,7 +1,8 @@
 """Narrow shims that make mmrazor 1.0.0 and mmengine 0.10.7 work on today's torch.
 
 Imported first by :mod:`mmkd`. Each shim is visible (named here, tested in
-``tests/test_compat.py``) and touches nothing in site-packages.
+``tests/test_compat.py``; the third in ``tests/test_startup_refusals.py``) and touches nothing in
+site-packages.
 
 1. ``mmrazor.structures.quantization.backend_config`` builds torch.ao backend configs at import
    time from names that torch >= 2.0 removed, so ``import mmrazor.engine`` (and with it every
@@ -15,7 +16,15 @@ Imported first by :mod:`mmkd`. Each shim is visible (named here, tested in
    ``torch.serialization.add_safe_globals`` (``getattr`` through a stand-in that only gives out
    HistoryBuffer's statistics methods); ``weights_only`` stays on, so any other pickled object
    in a checkpoint is still refused.
+3. mmengine resolves ``torchvision://NAME`` checkpoints (the ImageNet weights of the COCO
+   students' backbones, e.g. ``torchvision://resnet18``) with ``get_torchvision_models``, which
+   imports torchvision, a package nothing else here needs; without it every such config fails
+   with "No module named 'torchvision'". When torchvision is not installed, the names are looked
+   up in the URL table mmengine ships (``mmengine/hub/torchvision_0.12.json``, the table its own
+   function starts from), so the same files are downloaded.
 """
+import importlib.util
+import os.path as osp
 import pickle
 import sys
 import types
@@ -134,5 +143,24 @@ def allow_mmengine_checkpoint_types() -> None:
         add(mmengine_checkpoint_safe_globals())
 
 
+def torchvision_model_urls() -> dict:
+    """``torchvision://`` names and their URLs, from the table mmengine ships."""
+    import mmengine
+    return mmengine.load(osp.join(mmengine.__path__[0], 'hub', 'torchvision_0.12.json'))
+
+
+def install_torchvision_url_table() -> bool:
+    """Resolve ``torchvision://`` names without torchvision when it is not installed.
+
+    Returns True when the table is in use.
+    """
+    if importlib.util.find_spec('torchvision') is not None:
+        return False
+    import mmengine.runner.checkpoint as mmengine_checkpoint
+    mmengine_checkpoint.get_torchvision_models = torchvision_model_urls
+    return True
+
+
 QUANTIZATION_STUBBED = install_mmrazor_quantization_stub()
 allow_mmengine_checkpoint_types()
+TORCHVISION_URL_TABLE = install_torchvision_url_table()

@@ -7,9 +7,10 @@ import copy
 import glob
 import io
 import json
-import math
 import os
 import os.path as osp
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from mmkd.models.algorithms.model_cfg import expand_model_cfg
 from _toy import PKD_TOY, REPO, run_failure_output, tiny_batch, tiny_toy_cfg
 
 PY = sys.executable
+DKD_TOY = osp.join(REPO, 'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py')
 LD_TOY = osp.join(REPO, 'configs/toy/ld_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py')
 MGD_TOY = osp.join(REPO, 'configs/toy/mgd_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py')
 METHODS = dict(pkd=PKD_TOY, ld=LD_TOY)  # one feature, one response method
@@ -33,7 +35,9 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def run(*args, env=None, check=True):
-    env = dict(os.environ, PYTHONPATH=osp.join(REPO, 'tests'), OMP_NUM_THREADS='1', **(env or {}))
+    # this repository's mmkd (not another installed copy) and the test hooks
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, osp.join(REPO, 'tests')]),
+               OMP_NUM_THREADS='1', **(env or {}))
     proc = subprocess.run([*args], cwd=REPO, capture_output=True, text=True, env=env)
     out = proc.stdout + proc.stderr
     if check:
@@ -42,18 +46,17 @@ def run(*args, env=None, check=True):
 
 
 def hardening_cfg(config: str, root, num_train: int, epochs: int, batch_size: int = 2,
-                  hooks=()) -> Config:
-    """A tiny, reproducible, validation-free toy config with a saved random teacher."""
+                  hooks=(), validate: bool = False) -> Config:
+    """A tiny, reproducible toy config (the toy pipeline, RandomFlip included) with a saved
+    random teacher; validated after every epoch when ``validate``, else never."""
     init_default_scope('mmdet')
     cfg = tiny_toy_cfg(config, str(root / 'data'), num_train=num_train, num_val=2, epochs=epochs,
                        batch_size=batch_size)
-    # reproducible across resume: seeded, deterministic, and no random augmentation (the flip
-    # draws from numpy's global RNG, whose state mmengine does not checkpoint)
     cfg.randomness = dict(seed=0, deterministic=True)
-    for step in cfg.train_dataloader.dataset.pipeline:
-        if step.type == 'RandomFlip':
-            step.prob = 0.0
-    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    if validate:
+        cfg.train_cfg.val_interval = 1
+    else:
+        cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     cfg.custom_imports = dict(imports=['mmkd', '_hardening_hooks'], allow_failed_imports=False)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type=h) for h in hooks]
@@ -69,38 +72,60 @@ def read_losses(work) -> dict:
 
 
 # ------------------------------------------------------------------ SIGKILL, then --resume
-@pytest.mark.parametrize('method', sorted(METHODS))
-def test_sigkill_then_resume_reaches_the_same_losses(method, tmp_path):
-    # 4 images, batch 2: 2 iterations per epoch, 2 epochs, a checkpoint after each epoch
-    cfg = hardening_cfg(METHODS[method], tmp_path, num_train=4, epochs=2,
+#: method: (config, num_workers, validate after every epoch, extra options of the resumed run)
+RESUME_CASES = {
+    # one-stage; the flips drawn in the main process; validation between epochs
+    'pkd': (PKD_TOY, 0, True, ()),
+    # two-stage (RPN/RoI samplers draw from torch); flips drawn in 2 data workers; the resumed
+    # run's config sets no seed, so it builds its dataloader with another one
+    'dkd': (DKD_TOY, 2, False, ('--cfg-options', 'randomness.seed=None')),
+}
+
+
+@pytest.mark.timeout(900)  # three training runs of 3 epochs
+@pytest.mark.parametrize('method', sorted(RESUME_CASES))
+def test_sigkill_then_resume_logs_the_uninterrupted_losses(method, tmp_path):
+    """With the training pipeline as users run it (RandomFlip on), a run killed after
+    epoch_2.pth and resumed with --resume logs exactly the uninterrupted run's losses: the same
+    float32 values, not merely close (same machine, same operations on the same numbers)."""
+    config, workers, validate, resume_options = RESUME_CASES[method]
+    # 4 images, batch 2: 2 iterations per epoch, 3 epochs, a checkpoint after each epoch
+    cfg = hardening_cfg(config, tmp_path, num_train=4, epochs=3, validate=validate,
                         hooks=('LossRecorderHook', 'KillAtIterHook'))
+    assert [s.prob for s in cfg.train_dataloader.dataset.pipeline if s.type == 'RandomFlip'] == \
+        [0.5]
+    cfg.train_dataloader.update(num_workers=workers, persistent_workers=False)
     cfg.default_hooks.checkpoint.update(interval=1, max_keep_ckpts=1)
     cfg.dump(str(tmp_path / 'cfg.py'))
     train = (PY, 'tools/train.py', str(tmp_path / 'cfg.py'), '--work-dir')
 
-    run(*train, str(tmp_path / 'straight'))
+    _, out = run(*train, str(tmp_path / 'straight'))
+    assert ('Epoch(val) [3][1/1]' in out) == validate, out[-3000:]
     reference = read_losses(tmp_path / 'straight')
-    assert sorted(reference) == [1, 2, 3, 4]
+    assert sorted(reference) == [1, 2, 3, 4, 5, 6]
 
-    # killed after iteration 3: epoch_1.pth (iteration 2) is the last checkpoint
+    # killed after iteration 5: epoch_2.pth (iteration 4) is the last checkpoint
     work = tmp_path / 'killed'
-    rc, out = run(*train, str(work), env=dict(MMKD_KILL_AT_ITER='3'), check=False)
+    rc, out = run(*train, str(work), env=dict(MMKD_KILL_AT_ITER='5'), check=False)
     assert rc == -9, out[-3000:]
-    assert sorted(read_losses(work)) == [1, 2, 3]
-    assert open(work / 'last_checkpoint').read().strip().endswith('epoch_1.pth')
+    assert sorted(read_losses(work)) == [1, 2, 3, 4, 5]
+    assert open(work / 'last_checkpoint').read().strip().endswith('epoch_2.pth')
+    # the generator states are in the checkpoint and load under weights_only
+    ckpt = torch.load(work / 'epoch_2.pth', map_location='cpu', weights_only=True)
+    state = ckpt['rng_state']['ranks'][0]
+    assert state['numpy'][0] == 'MT19937' and len(state['numpy'][1]) == 624
     os.remove(work / 'losses.jsonl')
 
-    _, out = run(*train, str(work), '--resume')
-    assert 'resumed epoch: 1, iter: 2' in out, out[-3000:]
+    _, out = run(*train, str(work), '--resume', *resume_options)
+    assert 'resumed epoch: 2, iter: 4' in out and 'random generator states restored' in out, \
+        out[-3000:]
+    if resume_options:
+        assert 'now use(s) the checkpoint\'s seed 0' in out, out[-3000:]
     resumed = read_losses(work)
-    assert sorted(resumed) == [3, 4]
-    distill = [k for k in reference[3] if k.startswith('distill.')]
-    assert distill, reference[3]
-    for it in (3, 4):
-        assert resumed[it].keys() == reference[it].keys()
-        for key, value in reference[it].items():
-            assert math.isclose(resumed[it][key], value, rel_tol=1e-6, abs_tol=1e-8), \
-                (it, key, resumed[it][key], value)
+    assert sorted(resumed) == [5, 6]
+    assert any(k.startswith('distill.') for k in reference[5]), reference[5]
+    for it in (5, 6):
+        assert resumed[it] == reference[it], (it, resumed[it], reference[it])
 
 
 # ------------------------------------------------------------------ atomic checkpoint writes
@@ -171,6 +196,111 @@ def test_a_killed_saves_temporary_file_is_removed_by_the_next_save(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(['epoch_2.pth', live.name, other.name])
 
 
+def test_last_checkpoint_is_written_through_the_atomic_open():
+    from mmengine.hooks import checkpoint_hook
+    assert checkpoint_hook.open is atomic_checkpoint.open_text_atomically
+    with open(checkpoint_hook.__file__) as f:  # the one place mmengine writes it
+        assert f.read().count('open(') == 1
+
+
+def test_a_failed_last_checkpoint_write_keeps_the_old_one(tmp_path, monkeypatch):
+    from mmengine.hooks import checkpoint_hook
+    path = tmp_path / 'last_checkpoint'
+    path.write_text('/work/epoch_1.pth')
+    real_fdopen = os.fdopen
+
+    class HalfWrittenFile:
+        """A file whose write stops half way (a full disk, a kill)."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[:len(data) // 2])
+            self.f.flush()
+            raise OSError(28, 'No space left on device (simulated)')
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(os, 'fdopen', lambda *a, **k: HalfWrittenFile(real_fdopen(*a, **k)))
+    with pytest.raises(OSError, match='No space left'):
+        with checkpoint_hook.open(str(path), 'w') as f:  # as CheckpointHook writes it
+            f.write('/work/epoch_2.pth')
+    assert path.read_text() == '/work/epoch_1.pth'
+    assert os.listdir(tmp_path) == ['last_checkpoint'], 'the temporary file was left behind'
+    monkeypatch.undo()
+    with checkpoint_hook.open(str(path), 'w') as f:
+        f.write('/work/epoch_2.pth')
+    assert path.read_text() == '/work/epoch_2.pth'
+
+
+KILLED_WHILE_WRITING = """
+import os, signal, sys
+import mmkd
+from mmengine.hooks import checkpoint_hook
+# SIGKILL once the new text is in the temporary file, before it replaces the old file
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
+with checkpoint_hook.open(sys.argv[1], 'w') as f:
+    f.write(sys.argv[2])
+"""
+
+
+def test_a_kill_while_writing_last_checkpoint_keeps_the_old_one(tmp_path):
+    path = tmp_path / 'last_checkpoint'
+    path.write_text('/work/epoch_1.pth')
+    rc, out = run(PY, '-c', KILLED_WHILE_WRITING, str(path), '/work/epoch_2.pth', check=False)
+    assert rc == -signal.SIGKILL, out[-3000:]
+    assert path.read_text() == '/work/epoch_1.pth'
+    left = [p for p in os.listdir(tmp_path) if p != 'last_checkpoint']
+    assert len(left) == 1 and left[0].startswith('.last_checkpoint.')  # the killed write's
+    from mmengine.hooks import checkpoint_hook
+    with checkpoint_hook.open(str(path), 'w') as f:  # the next write cleans it up
+        f.write('/work/epoch_2.pth')
+    assert os.listdir(tmp_path) == ['last_checkpoint']
+    assert path.read_text() == '/work/epoch_2.pth'
+
+
+def _fake_runner(resume: bool):
+    from types import SimpleNamespace
+
+    from mmengine.runner import EpochBasedTrainLoop
+    loader = SimpleNamespace(num_workers=0, persistent_workers=False, sampler=None,
+                             batch_sampler=None, worker_init_fn=None)
+    return SimpleNamespace(_resume=resume, train_dataloader=loader,
+                           train_loop=EpochBasedTrainLoop.__new__(EpochBasedTrainLoop))
+
+
+def test_rng_states_are_restored_on_resume_only():
+    """--resume restores the checkpoint's generator states at the next epoch; load_from
+    (fine-tuning) and a checkpoint of another number of processes leave them alone."""
+    import random
+
+    import numpy as np
+
+    from mmkd.engine import ExactResumeHook
+    from mmkd.engine.rng_state import capture_rng_state
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    saved = capture_rng_state()
+    draws = (random.random(), np.random.rand(), torch.rand(1).item())
+    checkpoint = dict(meta=dict(seed=None), rng_state=dict(ranks=[saved]))
+
+    def draws_after(runner, ckpt):
+        hook = ExactResumeHook()
+        hook.after_load_checkpoint(runner, ckpt)
+        random.seed(2), np.random.seed(2), torch.manual_seed(2)  # what the run does meanwhile
+        hook.before_train_epoch(runner)
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    assert draws_after(_fake_runner(resume=True), checkpoint) == draws
+    assert draws_after(_fake_runner(resume=False), checkpoint) != draws
+    two_ranks = dict(checkpoint, rng_state=dict(ranks=[saved, saved]))
+    assert draws_after(_fake_runner(resume=True), two_ranks) != draws
+
+
 @pytest.mark.parametrize('content', ['', '/nowhere/epoch_9.pth', 'epoch_'])
 def test_resume_falls_back_when_last_checkpoint_is_damaged(tmp_path, content):
     from mmengine.runner import find_latest_checkpoint
@@ -215,13 +345,20 @@ def test_nan_distill_loss_stops_training_naming_the_loss_and_level(guard_cfg):
     runner = Runner.from_cfg(cfg)
     snapshots: dict = {}
     _nan_at(runner, 'loss_pkd_fpn2', {2}, snapshots)
+    saved = osp.join(cfg.work_dir, 'last_finite.pth')
     with pytest.raises(NonFiniteLossError,
                        match=r'Iteration 2: non-finite loss \(distill\.loss_pkd_fpn2 = nan\)'
-                       r'.*weights are those of the last good step.*action=.skip.'):
+                       r'.*weights are those of the last good step, saved in '
+                       + re.escape(saved) + r'.*action=.skip.'):
         runner.train()
     for name, p in runner.model.named_parameters():  # step 2 changed nothing
         assert torch.equal(p, snapshots[2][name]), name
         assert torch.isfinite(p).all()
+    # ... and those weights were saved, with the optimizer, after the one completed step
+    ckpt = torch.load(saved, map_location='cpu', weights_only=True)
+    assert (ckpt['meta']['epoch'], ckpt['meta']['iter']) == (0, 1) and 'optimizer' in ckpt
+    for name, p in runner.model.named_parameters():
+        assert torch.equal(ckpt['state_dict'][name], snapshots[2][name]), name
 
 
 def test_nan_distill_loss_skip_mode_skips_only_that_step(guard_cfg):
@@ -284,7 +421,7 @@ def test_two_process_ddp_ranks_end_with_the_same_weights(method, tmp_path):
     # 8 images, 2 per rank and step: 2 steps
     cfg = hardening_cfg(METHODS[method], tmp_path, num_train=8, epochs=1,
                         hooks=('SaveRankStateHook', ))
-    cfg.default_hooks.checkpoint.interval = 100  # no checkpoint needed
+    cfg.default_hooks.checkpoint.interval = 1  # one, at the end: it holds both ranks' RNG states
     cfg.dump(str(tmp_path / 'cfg.py'))
     code, out = run('bash', 'tools/dist_train.sh', str(tmp_path / 'cfg.py'), '2', '--work-dir',
                     str(tmp_path / 'work'), env=dict(PYTHON=PY, PORT=str(_free_port())),
@@ -293,6 +430,9 @@ def test_two_process_ddp_ranks_end_with_the_same_weights(method, tmp_path):
     assert 'Epoch(train) [1][2/2]' in out, out[-3000:]
     # neither torch's warning (True but none unused) nor its error (False but some unused)
     assert 'find_unused_parameters=True' not in out and 'unused parameter' not in out, out[-3000:]
+    states = torch.load(tmp_path / 'work' / 'epoch_1.pth', map_location='cpu',
+                        weights_only=True)['rng_state']['ranks']
+    assert len(states) == 2  # gathered from both ranks, for an exact resume of each
     rank0 = torch.load(tmp_path / 'work' / 'rank0.pth', map_location='cpu')
     rank1 = torch.load(tmp_path / 'work' / 'rank1.pth', map_location='cpu')
     assert rank0.keys() == rank1.keys() and rank0

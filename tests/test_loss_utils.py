@@ -23,7 +23,11 @@ def test_paired_levels_returns_tuples_and_names_the_problem():
                        r'\(2, 3, 4, 5\) must both be N x C x H x W'):
         paired_levels([a, a[0]], [b, b], 'X')
     check_same_shape(a, b, 'X', 0, 'fix it')
-    with pytest.raises(ValueError, match=r'X level 0: .*\(2, 3, 4, 6\).*same shape; fix it'):
+    with pytest.raises(ValueError, match=r'X level 0: .*\(2, 5, 4, 5\).*same shape; fix it'):
+        check_same_shape(a, torch.zeros(2, 5, 4, 5), 'X', 0, 'fix it')
+    # only the spatial size differs: the loss's channel fix does not apply, strides do
+    with pytest.raises(ValueError, match=r'X level 0: .*\(2, 3, 4, 6\).*same shape; only the '
+                       r'spatial sizes differ.*same stride'):
         check_same_shape(a, torch.zeros(2, 3, 4, 6), 'X', 0, 'fix it')
 
 

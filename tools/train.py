@@ -2,6 +2,10 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+
+On top of mmdet's script: every config gets ``mmkd.ExactResumeHook`` (a resumed run continues
+with the uninterrupted run's random numbers), ``--amp`` without a GPU is refused with what to do,
+and a failed download of pretrained weights names the module and the config key to set.
 """
 import argparse
 import os
@@ -9,10 +13,13 @@ import os.path as osp
 
 import mmkd  # noqa: F401  (torch-2.x shims before mmengine/mmrazor load checkpoints)
 from mmengine.config import Config, DictAction
+from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
+                             is_npu_available)
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmkd.engine import prepare_cpu_distributed
+from mmkd.engine import add_exact_resume_hook, prepare_cpu_distributed
+from mmkd.engine.checkpoint_downloads import CheckpointDownloadError, explain_download_failure
 
 
 def parse_args():
@@ -53,6 +60,12 @@ def main():
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
+        if not (is_cuda_available() or is_npu_available() or is_mlu_available()
+                or is_musa_available()):
+            raise SystemExit(
+                '--amp needs a GPU: mmengine\'s AmpOptimWrapper runs on CUDA, NPU, MLU or MUSA '
+                'devices, and this machine has none (torch sees no CUDA device). On a CPU, train '
+                'without --amp (in float32).')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
 
@@ -69,9 +82,13 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
+    add_exact_resume_hook(cfg)
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except CheckpointDownloadError as e:
+        raise explain_download_failure(runner.model, e) from e
 
 
 if __name__ == '__main__':

@@ -22,19 +22,30 @@ oldest checkpoint *before* writing the new one, so with ``max_keep_ckpts=1`` a f
 no checkpoint at all (and ``last_checkpoint`` pointing to a deleted file). The wrapper below hands
 the hook a file back-end whose ``remove``/``rmtree`` are deferred until the save has returned.
 
+``last_checkpoint``, the text file naming the checkpoint ``--resume`` continues from, is written
+atomically too. mmengine writes it with the builtin ``open(path, 'w')`` in exactly one place
+(``CheckpointHook._save_checkpoint_with_step``), which empties the file first: a kill at that
+moment left an empty ``last_checkpoint``. ``import mmkd`` gives the module
+``mmengine.hooks.checkpoint_hook`` its own ``open`` (:func:`open_text_atomically`): mode ``'w'``
+collects the text and writes it through a temporary file, fsync and ``os.replace`` when the
+``with`` block ends without an error; any other mode is the builtin ``open``.
+
 Two leftovers of a kill are handled too: a temporary file left by a killed save is removed by the
-next save of the same checkpoint name (only when the process that wrote it is gone), and
-``last_checkpoint`` (a text file mmengine writes with a plain ``open``) is checked when resuming:
-if it is empty, truncated or names a file that no longer exists, ``--resume`` falls back to the
+next save of the same file name (only when the process that wrote it is gone), and
+``last_checkpoint`` is checked when resuming: if it is empty, truncated or names a file that no
+longer exists (e.g. written by an mmengine without this module), ``--resume`` falls back to the
 newest complete checkpoint in the work directory and says so, instead of failing on ``''``.
 """
+import builtins
 import glob
+import io
 import logging
 import os
 import os.path as osp
 import re
-from typing import Optional
+from typing import BinaryIO, Callable, Optional
 
+import mmengine.hooks.checkpoint_hook as mmengine_checkpoint_hook
 import mmengine.runner as mmengine_runner
 import mmengine.runner._flexible_runner as mmengine_flexible_runner
 import mmengine.runner.checkpoint as mmengine_checkpoint
@@ -88,8 +99,9 @@ def remove_stale_temporaries(filename: str) -> list:
     return removed
 
 
-def atomic_torch_save(obj, filename: str) -> None:
-    """``torch.save(obj, filename)`` through a temporary file, fsync and ``os.replace``."""
+def _write_atomically(filename: str, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on a temporary file beside ``filename``, fsync it, move it over
+    ``filename`` with ``os.replace`` and fsync the directory; on any failure remove it."""
     filename = osp.abspath(filename)
     dirname = osp.dirname(filename)
     os.makedirs(dirname, exist_ok=True)
@@ -98,7 +110,7 @@ def atomic_torch_save(obj, filename: str) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # umask applies
     try:
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filename)
@@ -109,6 +121,42 @@ def atomic_torch_save(obj, filename: str) -> None:
             pass
         raise
     _fsync_dir(dirname)
+
+
+def atomic_torch_save(obj, filename: str) -> None:
+    """``torch.save(obj, filename)`` through a temporary file, fsync and ``os.replace``."""
+    _write_atomically(filename, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(text: str, filename: str) -> None:
+    """Write ``text`` (UTF-8) to ``filename`` through a temporary file, fsync and
+    ``os.replace``."""
+    _write_atomically(filename, lambda f: f.write(text.encode('utf-8')))
+
+
+class _AtomicTextFile(io.StringIO):
+    """Collects what is written; writes it to the file atomically when the ``with`` block (or
+    :meth:`commit`) ends without an error."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__()
+        self.filename = filename
+
+    def commit(self) -> None:
+        atomic_write_text(self.getvalue(), self.filename)
+
+    def __exit__(self, exc_type, *args):
+        if exc_type is None:
+            self.commit()
+        return super().__exit__(exc_type, *args)
+
+
+def open_text_atomically(file, mode: str = 'r', *args, **kwargs):
+    """``open`` for mmengine's ``CheckpointHook`` module: text mode ``'w'`` is atomic (see the
+    module docstring), every other call is the builtin ``open``."""
+    if mode == 'w' and isinstance(file, (str, os.PathLike)):
+        return _AtomicTextFile(os.fspath(file))
+    return builtins.open(file, mode, *args, **kwargs)
 
 
 def save_checkpoint(checkpoint, filename, file_client_args=None, backend_args=None):
@@ -210,6 +258,7 @@ def install() -> None:
         module.find_latest_checkpoint = find_latest_checkpoint
     mmengine_flexible_runner.find_latest_checkpoint = find_latest_checkpoint
     CheckpointHook._save_checkpoint_with_step = _save_checkpoint_with_step
+    mmengine_checkpoint_hook.open = open_text_atomically  # last_checkpoint (module docstring)
 
 
 install()

@@ -1,5 +1,6 @@
 """Stop (or skip) a training step whose losses are NaN/Inf, before it touches the weights."""
 import logging
+import os.path as osp
 from typing import Optional, Sequence
 
 import torch
@@ -10,6 +11,10 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmkd.registry import HOOKS
+
+
+#: the checkpoint of the last good step, written in the work directory when training stops
+LAST_FINITE = 'last_finite.pth'
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -32,7 +37,9 @@ class DistillLossGuardHook(Hook):
     Args:
         action (str): ``'error'`` (default) raises :class:`NonFiniteLossError` naming the
             iteration and every non-finite loss key (``distill.loss_pkd_fpn2`` names the loss
-            and the level) before ``backward``, so the weights stay those of the last good step.
+            and the level) before ``backward``, so the weights stay those of the last good step;
+            they are saved first, with the optimizer and schedulers, as
+            ``<work_dir>/last_finite.pth`` (:data:`LAST_FINITE`), which the error names.
             ``'skip'`` drops that step instead (gradients zeroed, no optimizer update, no
             momentum or weight-decay change) with a warning naming the keys.
         prefixes (Sequence[str], optional): only check loss keys starting with one of these
@@ -126,13 +133,22 @@ class DistillLossGuardHook(Hook):
                     f'optimizer step is skipped (no update). {self.skipped_steps} step(s) '
                     'skipped so far.', logger='current', level=logging.WARNING)
                 return
-        last = runner.message_hub.get_info('last_ckpt')
+        saved = self._save_last_finite(runner)
         raise NonFiniteLossError(
             f'Iteration {it}: non-finite loss ({values}'
             + (f'; {self._consecutive} steps in a row' if self.action == 'skip' else '') +
             '). Training stopped before the optimizer step, so the weights are those of the '
-            'last good step' + (f' (last checkpoint: {last})' if last else '') + '. Fix: lower '
-            'that loss\'s loss_weight or the learning rate, check its inputs (e.g. a connector '
-            'or recorder on the wrong module), or configure '
+            f'last good step, saved in {saved} (start from them with load_from=..., or continue '
+            'with --resume PATH). Fix: lower that loss\'s loss_weight or the learning rate, '
+            'check its inputs (e.g. a connector or recorder on the wrong module), or configure '
             "custom_hooks=[dict(type='mmkd.DistillLossGuardHook', action='skip')] to skip "
             'such steps.')
+
+    @staticmethod
+    def _save_last_finite(runner) -> str:
+        """Save the current (last good) weights, optimizer and schedulers as
+        :data:`LAST_FINITE` in the work directory; return its path."""
+        # epoch and iteration of the last step that completed: a resume continues after it
+        runner.save_checkpoint(runner.work_dir, LAST_FINITE,
+                               meta=dict(epoch=runner.epoch, iter=runner.iter), by_epoch=False)
+        return osp.join(runner.work_dir, LAST_FINITE)

@@ -51,6 +51,12 @@ class DetectionDistill(SingleTeacherDistill):
         teacher (dict): the teacher, same forms.
         teacher_ckpt (str, optional): file or URL of the teacher's weights. Without it the
             teacher keeps random weights (only sensible in tests) and a warning says so.
+        teacher_ckpt_allow_missing (Sequence[str]): teacher weights that may be missing from
+            ``teacher_ckpt`` or have another shape there, and keep their initial values:
+            module or weight names (``'bbox_head.gfl_cls'`` covers its weight and bias) or glob
+            patterns (``'roi_head.bbox_head.fc_*'``). Any other missing or mis-shaped weight is
+            refused at build, listed by module (a checkpoint of another depth or width
+            otherwise loads in part and leaves the rest random). Defaults to none.
         teacher_stage (str): how far the teacher runs: ``'neck'`` (``extract_feat``),
             ``'head'`` (``_forward``: backbone, neck and head outputs), ``'loss'`` (its full
             loss, e.g. to record its assigner) or ``'auto'`` (``'neck'`` when every teacher
@@ -77,6 +83,7 @@ class DetectionDistill(SingleTeacherDistill):
                  teacher: Union[nn.Module, Dict],
                  architecture: Union[nn.Module, Dict],
                  teacher_ckpt: Optional[str] = None,
+                 teacher_ckpt_allow_missing: Sequence[str] = (),
                  teacher_stage: str = 'auto',
                  teacher_in_checkpoint: bool = False,
                  teacher_trainable: bool = False,
@@ -96,7 +103,8 @@ class DetectionDistill(SingleTeacherDistill):
             teacher_ckpt=None,  # loaded below, with checks
             **kwargs)
         if teacher_ckpt:
-            load_teacher_checkpoint(self.teacher, teacher_ckpt)
+            load_teacher_checkpoint(self.teacher, teacher_ckpt,
+                                    allow_missing=teacher_ckpt_allow_missing)
         else:
             warnings.warn('DetectionDistill: no teacher_ckpt, the teacher has random weights.')
             self.teacher.init_weights()

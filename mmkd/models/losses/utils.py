@@ -52,8 +52,12 @@ def paired_levels(preds_S: Feats,
 
 
 def check_same_shape(feat_S: Tensor, feat_T: Tensor, loss_name: str, idx: int, fix: str) -> None:
-    """Refuse a student/teacher pair of different shapes, naming both and the ``fix``."""
+    """Refuse a student/teacher pair of different shapes, naming both and the ``fix`` (which
+    is for channels: when only the spatial sizes differ, the hint is about strides instead)."""
     if feat_S.shape != feat_T.shape:
+        if feat_S.shape[:2] == feat_T.shape[:2]:
+            fix = ('only the spatial sizes differ, so these are levels of different strides: '
+                   'pair student and teacher levels of the same stride (data_idx).')
         raise ValueError(f'{loss_name} level {idx}: student {tuple(feat_S.shape)} and teacher '
                          f'{tuple(feat_T.shape)} must be N x C x H x W of the same shape; {fix}')
 
