@@ -29,13 +29,15 @@ def paired_levels(preds_S: Feats,
                   preds_T: Feats,
                   loss_name: str,
                   num_levels: Optional[int] = None,
-                  fix: str = 'record the same levels on both models') -> Tuple[Tuple[Tensor, ...],
-                                                                               Tuple[Tensor, ...]]:
+                  fix: str = 'record the same levels on both models',
+                  same_shape: Optional[str] = None) -> Tuple[Tuple[Tensor, ...],
+                                                             Tuple[Tensor, ...]]:
     """Student and teacher levels as tuples of N x C x H x W maps, checked pairwise.
 
     Raises a ``ValueError`` naming ``loss_name`` when the numbers of levels differ (or differ
     from ``num_levels``) or a map is not 4-D. Shapes within a pair are the loss's business
-    (see :func:`check_same_shape`): some losses align channels or resize.
+    (some losses align channels or resize); a loss that compares the maps element by element
+    passes ``same_shape``, the fix :func:`check_same_shape` names for a pair that differs.
     """
     levels_S, levels_T = as_levels(preds_S), as_levels(preds_T)
     expected = len(levels_T) if num_levels is None else num_levels
@@ -48,6 +50,8 @@ def paired_levels(preds_S: Feats,
             raise ValueError(f'{loss_name} level {idx}: student {tuple(feat_S.shape)} and '
                              f'teacher {tuple(feat_T.shape)} must both be N x C x H x W '
                              'feature maps.')
+        if same_shape is not None:
+            check_same_shape(feat_S, feat_T, loss_name, idx, same_shape)
     return levels_S, levels_T
 
 
