@@ -1,4 +1,4 @@
-"""What every mmkd distillation loss shares: paired feature levels and float32 compute.
+"""What mmkd's distillation losses share: paired feature levels, input checks, float32 compute.
 
 **Float32 rule.** Every loss computes in float32, whatever precision the models ran in: its
 ``forward`` is wrapped by :func:`float32_loss`, which casts the floating-point tensors among the
@@ -77,6 +77,24 @@ def check_roi_logits(preds_S: Tensor, preds_T: Tensor, gt_labels: Tensor,
         raise ValueError(f'{loss_name} got {gt_labels.numel()} labels for {preds_S.shape[0]} '
                          'RoIs; pass the labels of the sampled RoIs the logits were computed on.')
     return gt_labels
+
+
+#: mmdet's reductions of a loss's elements (``weight_reduce_loss``)
+REDUCTIONS = ('none', 'mean', 'sum')
+
+
+def check_reduction(reduction: str, loss_name: str) -> None:
+    """Refuse a reduction that mmdet's ``weight_reduce_loss`` does not know."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f'{loss_name}: reduction must be one of {REDUCTIONS}, got '
+                         f'{reduction!r}.')
+
+
+def check_row_weight(weight: Optional[Tensor], preds: Tensor, loss_name: str) -> None:
+    """Refuse a weight of a row-wise loss that is not one value per row of ``preds``."""
+    if weight is not None and weight.shape != preds.shape[:1]:
+        raise ValueError(f'{loss_name}: weight must have one value per row, shape '
+                         f'{tuple(preds.shape[:1])}, got {tuple(weight.shape)}.')
 
 
 def _to_float32(value: Any) -> Any:
