@@ -18,6 +18,15 @@ from test_configs_layout import readme_block, save_as_printed, unscoped
 PIECES = sorted(glob.glob(osp.join(REPO, 'configs/_base_/distillers/*.py')))
 #: method config -> (its set-up's pieces variable)
 METHOD_PIECES = {
+    'cwd/cwd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py': 'cwd_distiller',
+    'defeat/defeat_faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py': 'defeat_distiller',
+    'fgd/fgd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py': 'fgd_distiller',
+    'fgd/fgd_faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py':
+    'fgd_two_stage_distiller',
+    'mgd/mgd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py': 'mgd_distiller',
+    'mgd/mgd_faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py':
+    'mgd_two_stage_distiller',
+    'ld/ld_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py': 'ld_distiller',
     'pkd/pkd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py': 'pkd_distiller',
     'pkd/pkd_faster-rcnn_x101-32x4d-fpn_faster-rcnn_r18-fpn_1x_coco.py':
     'pkd_two_stage_distiller',
@@ -61,7 +70,7 @@ def test_a_method_config_is_its_pieces(config):
     cfg = load(config)
     distiller = unscoped(cfg.model.distiller.to_dict())
     pieces = all_pieces()[METHOD_PIECES[config]]
-    assert distiller == dict(type='DetectionDistiller', **pieces)
+    assert distiller == unscoped(dict(type='DetectionDistiller', **pieces))
 
 
 @pytest.mark.parametrize('config', list(COMPOSED))
@@ -82,13 +91,15 @@ def test_a_composed_config_is_a_method_config_plus_the_other_pieces(config):
 
 
 def test_pieces_use_a_name_only_for_one_thing():
-    """Merging is key by key, so a recorder, connector or loss name used by two methods must
-    mean the same in both; otherwise one would silently replace the other."""
+    """Merging is key by key, so a recorder name used by two methods must mean the same in
+    both, and a connector or loss name must belong to one method (whose set-ups, e.g. MGD's
+    one- and two-stage pieces, may set it differently); otherwise one would silently replace
+    the other."""
     seen = {}
     for variable, pieces in all_pieces().items():
         for part in PARTS:
             for name, value in pieces.get(part, {}).items():
-                if part in ('distill_losses', 'loss_forward_mappings'):
+                if part in ('connectors', 'distill_losses', 'loss_forward_mappings'):
                     owner = seen.setdefault((part, name), variable)
                     assert owner.split('_')[0] == variable.split('_')[0], (part, name)
                 else:

@@ -5,6 +5,6 @@
 # configs/detectors/gfl_r18-fpn_clip-grad-35_1x_coco.py.
 _base_ = './fgd_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py'
 model = dict(distiller=dict(distill_losses={
-    f'loss_fgd_fpn{i}': dict(box_scale='img_shape')
-    for i in _base_.fpn_levels
+    name: dict(box_scale='img_shape')
+    for name in _base_.fgd_distiller.distill_losses
 }))

@@ -1,26 +1,9 @@
 # LD (Zheng et al., CVPR 2022), Main LD only: KL between the GFL box distributions of student and
 # teacher on the student's ATSS positives (weight 0.25, T 10), as mmdet's
 # configs/ld/ld_r18-gflv1-r101_fpn_1x_coco.py. The "full" LD (+ Main KD + VLR LD) is
-# ld-full_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py.
-_base_ = ['../_base_/distill/gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py']
-
-model = dict(
-    distiller=dict(
-        student_recorders=dict(
-            head=dict(type='mmrazor.ModuleOutputs', source='bbox_head'),
-            gt=dict(type='mmkd.BatchData', source='batch_gt_instances'),
-            metas=dict(type='mmkd.BatchData', source='batch_img_metas')),
-        teacher_recorders=dict(head=dict(type='mmrazor.ModuleOutputs', source='bbox_head')),
-        distill_losses=dict(
-            loss_ld=dict(
-                type='mmkd.GFLLDLoss',
-                num_classes=80,
-                loss_ld=dict(type='mmkd.LDLoss', tau=10.0, loss_weight=0.25),
-                with_main_kd=False,
-                with_vlr=False)),
-        loss_forward_mappings=dict(
-            loss_ld=dict(
-                preds_S=dict(from_student=True, recorder='head'),
-                preds_T=dict(from_student=False, recorder='head'),
-                batch_gt_instances=dict(from_student=True, recorder='gt'),
-                batch_img_metas=dict(from_student=True, recorder='metas')))))
+# ld-full_gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py. The distiller is LD's pieces
+# (../_base_/distillers/ld.py).
+_base_ = [
+    '../_base_/distill/gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py', '../_base_/distillers/ld.py'
+]
+model = dict(distiller=_base_.ld_distiller)

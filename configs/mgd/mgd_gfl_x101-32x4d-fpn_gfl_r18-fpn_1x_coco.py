@@ -3,29 +3,11 @@
 # retina_rx101_64x4d_distill_retina_r50_fpn_2x_coco.py, RetinaNet; RepPoints the same): alpha
 # 2e-5, lambda (mask ratio) 0.65, the inheriting strategy (init_student=True: every non-backbone
 # weight of the teacher whose shape fits) and gradient clipping at 35. Those configs train 2x:
-# see the _2x_ config.
-_base_ = ['../_base_/distill/gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py']
-
-fpn_levels = [0, 1, 2, 3, 4]
-model = dict(
-    inherit_from_teacher='non_backbone',
-    distiller=dict(
-        student_recorders=dict(fpn=dict(type='mmrazor.ModuleOutputs', source='neck')),
-        teacher_recorders=dict(fpn=dict(type='mmrazor.ModuleOutputs', source='neck')),
-        connectors={
-            f'mgd_fpn{i}': dict(type='mmkd.MGDConnector', student_channels=256,
-                                teacher_channels=256, lambda_mgd=0.65)
-            for i in fpn_levels
-        },
-        distill_losses={f'loss_mgd_fpn{i}': dict(type='mmkd.MGDLoss', alpha_mgd=2e-5)
-                        for i in fpn_levels},
-        loss_forward_mappings={
-            f'loss_mgd_fpn{i}': dict(
-                preds_S=dict(from_student=True, recorder='fpn', data_idx=i,
-                             connector=f'mgd_fpn{i}'),
-                preds_T=dict(from_student=False, recorder='fpn', data_idx=i))
-            for i in fpn_levels
-        }))
+# see the _2x_ config. The distiller is MGD's pieces (../_base_/distillers/mgd.py).
+_base_ = [
+    '../_base_/distill/gfl_x101-32x4d-fpn_gfl_r18-fpn_1x_coco.py', '../_base_/distillers/mgd.py'
+]
+model = dict(inherit_from_teacher='non_backbone', distiller=_base_.mgd_distiller)
 # gradient clipping as the official config (L78); its baseline:
 # configs/detectors/gfl_r18-fpn_clip-grad-35_1x_coco.py
 optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))

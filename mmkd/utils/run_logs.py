@@ -22,7 +22,9 @@ BOOKKEEPING = ('epoch', 'iter', 'step')
 TEACHER_LINE = re.compile(r'teacher (\S+) = ([-\d.]+) \(')
 
 
-def _json_lines(path: str) -> List[dict]:
+def json_lines(path: str) -> List[dict]:
+    """The JSON objects of a log file, one a line; blank lines and a line cut by an
+    interrupted run are skipped."""
     records = []
     with open(path) as f:
         for line in f:
@@ -67,11 +69,11 @@ class RunLogs:
             vis = osp.join(log_dir, 'vis_data')
             for name in (f'{stamp}.json', 'scalars.json'):
                 if osp.isfile(osp.join(vis, name)):
-                    self._add_scalars(_json_lines(osp.join(vis, name)))
+                    self._add_scalars(json_lines(osp.join(vis, name)))
                     break
             test_file = osp.join(log_dir, f'{stamp}.json')
             if osp.isfile(test_file):
-                self.test += [r for r in _json_lines(test_file) if any(map(is_metric, r))]
+                self.test += [r for r in json_lines(test_file) if any(map(is_metric, r))]
         if not self.train and not self.val and not self.test:
             raise FileNotFoundError(
                 f'no mmengine logs under {work_dir!r} (expected <timestamp>/vis_data/'

@@ -21,12 +21,13 @@ that epoch (the end of the epoch, up to the logging interval).
 """
 import argparse
 import glob
-import json
 import math
 import os
 import os.path as osp
 import re
 from typing import Dict, List, Tuple
+
+from mmkd.utils.run_logs import json_lines
 
 #: what COCO's evaluator writes for a metric with no objects (e.g. bbox_mAP_s without small ones)
 COCO_NO_OBJECTS = -1.0
@@ -72,36 +73,26 @@ def read_run(path: str) -> Tuple[Dict[str, Dict[float, float]], Dict[str, Dict[f
         raise FileNotFoundError(f'no mmengine JSON log under {path!r} (expected '
                                 '<work_dir>/<timestamp>/vis_data/<timestamp>.json)')
     for file in files:
-        with open(file) as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by an interrupted run
-                vals = {k: v for k, v in rec.items() if is_val(k)
-                        and isinstance(v, (int, float))}
-                if vals and not any(is_loss(k) for k in rec):
-                    step = float(rec.get('step', 0))
-                    for k, v in vals.items():
-                        if v != COCO_NO_OBJECTS:
-                            val_by_step.setdefault(k, {})[step] = float(v)
-                    continue
-                x = rec.get('iter', rec.get('step'))
-                if x is None:
-                    continue
-                if 'epoch' in rec:
-                    epoch_based = True
-                    epoch_end[int(rec['epoch'])] = max(epoch_end.get(int(rec['epoch']), 0),
-                                                       float(x))
-                for k, v in rec.items():
-                    if k not in NOT_CURVES and is_loss(k) and isinstance(v, (int, float)):
-                        # a baseline logs loss_cls, a distillation run student.loss_cls:
-                        # one panel, so that the two compare
-                        k = k[len('student.'):] if k.startswith('student.') else k
-                        train.setdefault(k, {})[float(x)] = float(v)
+        for rec in json_lines(file):
+            vals = {k: v for k, v in rec.items() if is_val(k) and isinstance(v, (int, float))}
+            if vals and not any(is_loss(k) for k in rec):
+                step = float(rec.get('step', 0))
+                for k, v in vals.items():
+                    if v != COCO_NO_OBJECTS:
+                        val_by_step.setdefault(k, {})[step] = float(v)
+                continue
+            x = rec.get('iter', rec.get('step'))
+            if x is None:
+                continue
+            if 'epoch' in rec:
+                epoch_based = True
+                epoch_end[int(rec['epoch'])] = max(epoch_end.get(int(rec['epoch']), 0), float(x))
+            for k, v in rec.items():
+                if k not in NOT_CURVES and is_loss(k) and isinstance(v, (int, float)):
+                    # a baseline logs loss_cls, a distillation run student.loss_cls:
+                    # one panel, so that the two compare
+                    k = k[len('student.'):] if k.startswith('student.') else k
+                    train.setdefault(k, {})[float(x)] = float(v)
     val: Dict[str, Dict[float, float]] = {}
     for k, points in val_by_step.items():
         for step, v in points.items():

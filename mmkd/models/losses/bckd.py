@@ -4,17 +4,15 @@ Yang, Zhou, Li, Qiao, Li, Yang, Wang, Li, Bridging Cross-task Protocol Inconsist
 Distillation in Dense Object Detection, ICCV 2023, https://arxiv.org/abs/2308.14286 (official
 code: TinyTigerPan/BCKD, built on LD's code).
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
 from mmdet.structures.bbox import distance2bbox
-from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmkd.registry import MODELS
-from .ld_gfl import _GFL_ANCHORS, GFLTargets, HeadOutputs, LossCfg
-from .utils import float32_loss
+from .ld_gfl import GFLTargets, HeadOutputs, LossCfg
 
 
 @MODELS.register_module()
@@ -49,31 +47,22 @@ class GFLBCKDLoss(GFLTargets):
     ``LDHead`` adds 1e-4 to the box-loss weights, L151-152).
 
     Args:
-        num_classes (int): Number of foreground classes of both heads. Defaults to 80.
-        reg_max (int): Max value of GFL's integral set. Defaults to 16.
-        anchor_generator (dict): The GFL head's ``anchor_generator``.
-        assigner (dict): The GFL ``train_cfg.assigner``. Defaults to ATSS topk 9.
-        allowed_border (int): GFL ``train_cfg.allowed_border``. Defaults to -1.
-        pos_weight (float): GFL ``train_cfg.pos_weight``. Defaults to -1.
         loss_cls_kd (dict | nn.Module): Defaults to ``KDQualityFocalLoss(beta=1, w=1)``.
         loss_loc_kd (dict | nn.Module): Defaults to mmdet's ``GIoULoss(loss_weight=4)``.
+        **kwargs: :class:`GFLTargets`' ``num_classes`` (80), ``reg_max`` (16),
+            ``anchor_generator``, ``assigner`` (ATSS topk 9), ``allowed_border`` (-1) and
+            ``pos_weight`` (-1).
     """
 
     #: the start-up checks refuse this loss between heads with different ``num_classes``
     compares_class_logits = True
 
     def __init__(self,
-                 num_classes: int = 80,
-                 reg_max: int = 16,
-                 anchor_generator: dict = _GFL_ANCHORS,
-                 assigner: dict = dict(type='ATSSAssigner', topk=9),
-                 allowed_border: int = -1,
-                 pos_weight: float = -1.,
                  loss_cls_kd: LossCfg = dict(
                      type='mmkd.KDQualityFocalLoss', beta=1.0, loss_weight=1.0),
-                 loss_loc_kd: LossCfg = dict(type='mmdet.GIoULoss', loss_weight=4.0)) -> None:
-        super().__init__(num_classes, reg_max, anchor_generator, assigner, allowed_border,
-                         pos_weight)
+                 loss_loc_kd: LossCfg = dict(type='mmdet.GIoULoss', loss_weight=4.0),
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         self.loss_cls_kd = self._build(loss_cls_kd)
         self.loss_loc_kd = self._build(loss_loc_kd)
 
@@ -87,33 +76,17 @@ class GFLBCKDLoss(GFLTargets):
                                (anchors[:, 1] + anchors[:, 3]) / 2], dim=1) / stride
         return distance2bbox(centers, distances)
 
-    @float32_loss
-    def forward(self,
-                preds_S: HeadOutputs,
-                preds_T: HeadOutputs,
-                batch_gt_instances: Sequence[InstanceData],
-                batch_img_metas: Sequence[dict],
-                batch_gt_instances_ignore: Optional[Sequence[InstanceData]] = None,
-                return_levels: bool = False) -> Dict[str, Union[Tensor, List[Tensor]]]:
-        """Compute BCKD's cls KD and loc KD.
-
-        Args:
-            preds_S (tuple): the student GFL head's output ``(cls_scores, bbox_preds)``.
-            preds_T (tuple): the teacher GFL head's output, same shapes (detached here).
-            batch_gt_instances (list[InstanceData]): ``bboxes``, ``labels`` per image.
-            batch_img_metas (list[dict]): with ``img_shape`` and ``pad_shape``.
-            batch_gt_instances_ignore (list[InstanceData], optional): passed to the assigner.
-            return_levels (bool): Return per-level lists instead of sums.
+    def loss_by_levels(self, preds_S: HeadOutputs, preds_T: HeadOutputs,
+                       anchors_list: List[Tensor], labels_list: List[Tensor],
+                       label_weights_list: List[Tensor],
+                       vlr_list: List[Tensor]) -> Dict[str, List[Tensor]]:
+        """BCKD's cls KD and loc KD per level (:meth:`GFLTargets.forward` sums them).
 
         Returns:
             dict: ``cls_kd`` and ``loc_kd`` (weighted, float32); a level without positives
             adds a zero that keeps the graph.
         """
-        self._check(preds_S, preds_T)
         (cls_S, reg_S), (cls_T, reg_T) = preds_S, preds_T
-        anchors_list, labels_list, label_weights_list, _ = self.get_targets(
-            [c.shape[-2:] for c in cls_S], batch_gt_instances, batch_img_metas,
-            batch_gt_instances_ignore, device=cls_S[0].device)
         avg_factor = max(self.avg_factor(labels_list), 1.0)
         bins = 4 * (self.reg_max + 1)
         out: Dict[str, List[Tensor]] = dict(cls_kd=[], loc_kd=[])
@@ -136,6 +109,4 @@ class GFLBCKDLoss(GFLTargets):
             gap = (score_T.sigmoid() - score_S.detach().sigmoid()).abs().max(dim=1)[0]
             out['loc_kd'].append(self.loss_loc_kd(
                 boxes_S, boxes_T, weight=gap * label_weights, avg_factor=avg_factor))
-        if return_levels:
-            return out
-        return {key: sum(v[1:], v[0]) for key, v in out.items()}
+        return out

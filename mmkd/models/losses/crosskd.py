@@ -12,7 +12,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmkd.registry import MODELS
-from .ld_gfl import _GFL_ANCHORS, GFLTargets, HeadOutputs, LossCfg
+from .ld_gfl import GFLTargets, HeadOutputs, LossCfg
 from .utils import float32_loss
 
 Levels = Sequence[Tensor]
@@ -76,16 +76,13 @@ class GFLCrossKDLoss(GFLTargets):
     teacher's statistics are detached explicitly (they carry no gradient there either).
 
     Args:
-        num_classes (int): Number of foreground classes of both heads. Defaults to 80.
-        reg_max (int): Max value of GFL's integral set. Defaults to 16.
         reused_teacher_head_idx (int): k above: how many head convs of each branch the
             student's features have been through. Defaults to 3 (official).
-        anchor_generator (dict): The GFL head's ``anchor_generator``.
-        assigner (dict): The GFL ``train_cfg.assigner``. Defaults to ATSS topk 9.
-        allowed_border (int): GFL ``train_cfg.allowed_border``. Defaults to -1.
-        pos_weight (float): GFL ``train_cfg.pos_weight``. Defaults to -1.
         loss_cls_kd (dict | nn.Module): Defaults to ``KDQualityFocalLoss(beta=1, w=1)``.
         loss_reg_kd (dict | nn.Module): Defaults to ``LDLoss(tau=1, w=4, sum over bins)``.
+        **kwargs: :class:`GFLTargets`' ``num_classes`` (80), ``reg_max`` (16),
+            ``anchor_generator``, ``assigner`` (ATSS topk 9), ``allowed_border`` (-1) and
+            ``pos_weight`` (-1).
     """
 
     #: the start-up checks refuse this loss between heads with different ``num_classes``
@@ -94,20 +91,14 @@ class GFLCrossKDLoss(GFLTargets):
     needs_teacher_head = True
 
     def __init__(self,
-                 num_classes: int = 80,
-                 reg_max: int = 16,
                  reused_teacher_head_idx: int = 3,
-                 anchor_generator: dict = _GFL_ANCHORS,
-                 assigner: dict = dict(type='ATSSAssigner', topk=9),
-                 allowed_border: int = -1,
-                 pos_weight: float = -1.,
                  loss_cls_kd: LossCfg = dict(
                      type='mmkd.KDQualityFocalLoss', beta=1.0, loss_weight=1.0),
                  loss_reg_kd: LossCfg = dict(
                      type='mmkd.LDLoss', tau=1.0, loss_weight=4.0,
-                     reduction_over_bins='sum')) -> None:
-        super().__init__(num_classes, reg_max, anchor_generator, assigner, allowed_border,
-                         pos_weight)
+                     reduction_over_bins='sum'),
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         if reused_teacher_head_idx < 0:
             raise ValueError('GFLCrossKDLoss: reused_teacher_head_idx must be >= 0, got '
                              f'{reused_teacher_head_idx}.')
@@ -194,7 +185,7 @@ class GFLCrossKDLoss(GFLTargets):
                 batch_img_metas: Sequence[dict],
                 batch_gt_instances_ignore: Optional[Sequence[InstanceData]] = None,
                 return_levels: bool = False) -> Dict[str, Union[Tensor, List[Tensor]]]:
-        """Compute CrossKD's cls KD and reg KD.
+        """CrossKD's cls KD and reg KD, summed over the levels.
 
         Args:
             cls_feats_S (list[Tensor]): The student's cls-branch head features per level,
@@ -203,20 +194,24 @@ class GFLCrossKDLoss(GFLTargets):
             cls_feats_T (list[Tensor]): The teacher's, at the same place (statistics only).
             reg_feats_T (list[Tensor]): The same for the reg branch.
             preds_T (tuple): The teacher GFL head's output ``(cls_scores, bbox_preds)``.
-            batch_gt_instances (list[InstanceData]): ``bboxes``, ``labels`` per image.
-            batch_img_metas (list[dict]): with ``img_shape`` and ``pad_shape``.
-            batch_gt_instances_ignore (list[InstanceData], optional): passed to the assigner.
-            return_levels (bool): Return per-level lists instead of sums.
+            batch_gt_instances, batch_img_metas, batch_gt_instances_ignore, return_levels: as
+                :meth:`GFLTargets.forward`, which compares the cross-head predictions with
+                ``preds_T``.
 
         Returns:
             dict: ``cls_kd`` and ``reg_kd`` (weighted, float32).
         """
         crossed = self.cross_head(cls_feats_S, reg_feats_S, cls_feats_T, reg_feats_T)
-        self._check(crossed, preds_T)
-        (cls_X, reg_X), (cls_T, reg_T) = crossed, preds_T
-        _, labels_list, label_weights_list, _ = self.get_targets(
-            [c.shape[-2:] for c in cls_T], batch_gt_instances, batch_img_metas,
-            batch_gt_instances_ignore, device=cls_T[0].device)
+        return super().forward(crossed, preds_T, batch_gt_instances, batch_img_metas,
+                               batch_gt_instances_ignore, return_levels)
+
+    def loss_by_levels(self, preds_S: HeadOutputs, preds_T: HeadOutputs,
+                       anchors_list: List[Tensor], labels_list: List[Tensor],
+                       label_weights_list: List[Tensor],
+                       vlr_list: List[Tensor]) -> Dict[str, List[Tensor]]:
+        """CrossKD's cls KD and reg KD per level, ``preds_S`` being the cross-head
+        predictions; the reg KD of every level is divided by the weights of all levels."""
+        (cls_X, reg_X), (cls_T, reg_T) = preds_S, preds_T
         avg_factor = self.avg_factor(labels_list)
         bins = self.reg_max + 1
         out: Dict[str, List[Tensor]] = dict(cls_kd=[], reg_kd=[])
@@ -236,6 +231,4 @@ class GFLCrossKDLoss(GFLTargets):
             weight_sums.append(weight.sum())
         total_weight = sum(weight_sums)
         out['reg_kd'] = [loss / total_weight for loss in out['reg_kd']]
-        if return_levels:
-            return out
-        return {key: sum(v[1:], v[0]) for key, v in out.items()}
+        return out

@@ -14,9 +14,8 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from torch import Tensor
 
 from mmkd.registry import MODELS
-from .utils import float32_loss
+from .utils import check_reduction, check_row_weight, float32_loss
 
-REDUCTIONS = ('none', 'mean', 'sum')
 ROW_REDUCTIONS = ('mean', 'sum')
 
 
@@ -81,9 +80,7 @@ class KDLoss(nn.Module):
         if reduction_over_classes not in ROW_REDUCTIONS:
             raise ValueError(f'{name}: the reduction over {self.axis_name} must be one of '
                              f'{ROW_REDUCTIONS}, got {reduction_over_classes!r}.')
-        if reduction not in REDUCTIONS:
-            raise ValueError(f'{name}: reduction must be one of {REDUCTIONS}, got '
-                             f'{reduction!r}.')
+        check_reduction(reduction, name)
         self.tau = tau
         self.loss_weight = loss_weight
         self.reduction_over_logits = reduction_over_classes
@@ -99,9 +96,7 @@ class KDLoss(nn.Module):
             raise ValueError(f'{name}: student {tuple(preds_S.shape)} and teacher '
                              f'{tuple(preds_T.shape)} logits differ in shape; both must have '
                              f'the same rows and the same number of {what} (same head layout).')
-        if weight is not None and weight.shape != preds_S.shape[:1]:
-            raise ValueError(f'{name}: weight must have one value per row, shape '
-                             f'{tuple(preds_S.shape[:1])}, got {tuple(weight.shape)}.')
+        check_row_weight(weight, preds_S, name)
 
     @float32_loss
     def forward(self,

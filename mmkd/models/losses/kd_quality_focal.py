@@ -13,9 +13,7 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from torch import Tensor
 
 from mmkd.registry import MODELS
-from .utils import float32_loss
-
-REDUCTIONS = ('none', 'mean', 'sum')
+from .utils import check_reduction, check_row_weight, float32_loss
 
 
 @MODELS.register_module()
@@ -52,9 +50,7 @@ class KDQualityFocalLoss(nn.Module):
         super().__init__()
         if beta < 0:
             raise ValueError(f'KDQualityFocalLoss: beta must be >= 0, got {beta}.')
-        if reduction not in REDUCTIONS:
-            raise ValueError(f'KDQualityFocalLoss: reduction must be one of {REDUCTIONS}, got '
-                             f'{reduction!r}.')
+        check_reduction(reduction, 'KDQualityFocalLoss')
         self.beta = beta
         self.loss_weight = loss_weight
         self.reduction = reduction
@@ -77,9 +73,7 @@ class KDQualityFocalLoss(nn.Module):
             raise ValueError(f'KDQualityFocalLoss expects student and teacher logits of one '
                              f'shape (rows x classes); got {tuple(pred.shape)} and '
                              f'{tuple(soft_label.shape)}.')
-        if weight is not None and weight.shape != pred.shape[:1]:
-            raise ValueError(f'KDQualityFocalLoss: weight must have one value per row, shape '
-                             f'{tuple(pred.shape[:1])}, got {tuple(weight.shape)}.')
+        check_row_weight(weight, pred, 'KDQualityFocalLoss')
         if pred.shape[0] == 0 and self.reduction != 'none':
             return pred.sum() * 0.
         target = soft_label.detach().sigmoid()

@@ -38,6 +38,8 @@ class GFLTargets(nn.Module):
     GFL's ``train_cfg`` (PseudoSampler semantics), so that labels and label weights are those of
     mmdet's ``GFLHead.get_targets`` for the student's own assignment; for LD also its valuable
     localisation region (:func:`~mmkd.models.utils.vlr_region`). Checks the two heads' outputs.
+    :meth:`forward` takes the two heads' outputs, checks them, assigns the student's anchors and
+    sums over the levels the terms that a subclass computes in :meth:`loss_by_levels`.
 
     Args:
         num_classes (int): Number of foreground classes of both heads.
@@ -180,6 +182,48 @@ class GFLTargets(nn.Module):
         num_pos = ((labels >= 0) & (labels < self.num_classes)).sum(dim=1).clamp(min=1)
         return reduce_mean(num_pos.sum().float()).item()
 
+    @float32_loss
+    def forward(self,
+                preds_S: HeadOutputs,
+                preds_T: HeadOutputs,
+                batch_gt_instances: Sequence[InstanceData],
+                batch_img_metas: Sequence[dict],
+                batch_gt_instances_ignore: Optional[Sequence[InstanceData]] = None,
+                return_levels: bool = False) -> Dict[str, Union[Tensor, List[Tensor]]]:
+        """The terms of :meth:`loss_by_levels`, summed over the levels.
+
+        Args:
+            preds_S (tuple): the student GFL head's forward output ``(cls_scores,
+                bbox_preds)``: per level (N, num_classes, H, W) logits and
+                (N, 4*(reg_max+1), H, W) box-distribution logits.
+            preds_T (tuple): the teacher GFL head's output, same shapes (detached here).
+            batch_gt_instances (list[InstanceData]): ``bboxes`` (x1y1x2y2, input pixels),
+                ``labels`` per image.
+            batch_img_metas (list[dict]): with ``img_shape`` and ``pad_shape``.
+            batch_gt_instances_ignore (list[InstanceData], optional): passed to the assigner.
+            return_levels (bool): Return per-level lists instead of sums.
+
+        Returns:
+            dict: each term (weighted, float32) of :meth:`loss_by_levels`.
+        """
+        self._check(preds_S, preds_T)
+        cls_scores = preds_S[0]
+        targets = self.get_targets([c.shape[-2:] for c in cls_scores], batch_gt_instances,
+                                   batch_img_metas, batch_gt_instances_ignore,
+                                   device=cls_scores[0].device)
+        out = self.loss_by_levels(preds_S, preds_T, *targets)
+        if return_levels:
+            return out
+        return {key: sum(v[1:], v[0]) for key, v in out.items()}
+
+    def loss_by_levels(self, preds_S: HeadOutputs, preds_T: HeadOutputs,
+                       anchors_list: List[Tensor], labels_list: List[Tensor],
+                       label_weights_list: List[Tensor],
+                       vlr_list: List[Tensor]) -> Dict[str, List[Tensor]]:
+        """The loss's terms, each a list over the levels, from the two heads' checked outputs
+        and the per-level targets of :meth:`get_targets`."""
+        raise NotImplementedError(f'{type(self).__name__} must implement loss_by_levels.')
+
 
 @MODELS.register_module()
 class GFLLDLoss(GFLTargets):
@@ -212,76 +256,44 @@ class GFLLDLoss(GFLTargets):
     4287990c.
 
     Args:
-        num_classes (int): Number of foreground classes of both heads. Defaults to 80.
-        reg_max (int): Max value of GFL's integral set (bins = reg_max + 1). Defaults to 16.
-        anchor_generator (dict): The GFL head's ``anchor_generator`` (one anchor per location).
-        assigner (dict): The GFL ``train_cfg.assigner``. Defaults to ATSS topk 9.
-        allowed_border (int): GFL ``train_cfg.allowed_border``. Defaults to -1.
-        pos_weight (float): GFL ``train_cfg.pos_weight`` (KD row weight; <=0 means 1).
         loss_ld (dict | nn.Module): Main LD loss. Defaults to ``LDLoss(tau=10, w=0.25)``.
         loss_kd (dict | nn.Module): Main KD loss. Defaults to ``KDLoss(tau=2, w=10)``.
         loss_ld_vlr (dict | nn.Module): VLR LD loss. Defaults to ``LDLoss(tau=10, w=0.25)``.
         with_main_kd (bool): Compute Main KD. Defaults to True.
         with_vlr (bool): Compute VLR LD. Defaults to True.
-        vlr_topk (int, optional): topk for alpha_pos; None = the assigner's ``topk``.
-        vlr_gamma (float): alpha_vl / alpha_pos. Defaults to 0.25.
+        **kwargs: :class:`GFLTargets`' ``num_classes`` (80), ``reg_max`` (16),
+            ``anchor_generator``, ``assigner`` (ATSS topk 9), ``allowed_border`` (-1),
+            ``pos_weight`` (-1; the Main KD row weight of positives, <=0 means 1), ``vlr_topk``
+            and ``vlr_gamma`` (0.25).
     """
 
     #: the start-up checks refuse this loss between heads with different ``num_classes``
     compares_class_logits = True
 
     def __init__(self,
-                 num_classes: int = 80,
-                 reg_max: int = 16,
-                 anchor_generator: dict = _GFL_ANCHORS,
-                 assigner: dict = dict(type='ATSSAssigner', topk=9),
-                 allowed_border: int = -1,
-                 pos_weight: float = -1.,
                  loss_ld: LossCfg = dict(type='mmkd.LDLoss', tau=10.0, loss_weight=0.25),
                  loss_kd: LossCfg = dict(type='mmkd.KDLoss', tau=2.0, loss_weight=10.0),
                  loss_ld_vlr: LossCfg = dict(type='mmkd.LDLoss', tau=10.0, loss_weight=0.25),
                  with_main_kd: bool = True,
                  with_vlr: bool = True,
-                 vlr_topk: Optional[int] = None,
-                 vlr_gamma: float = 0.25) -> None:
-        super().__init__(num_classes, reg_max, anchor_generator, assigner, allowed_border,
-                         pos_weight, with_vlr, vlr_topk, vlr_gamma)
+                 **kwargs) -> None:
+        super().__init__(with_vlr=with_vlr, **kwargs)
         self.loss_ld = self._build(loss_ld)
         self.loss_kd = self._build(loss_kd)
         self.loss_ld_vlr = self._build(loss_ld_vlr)
         self.with_main_kd = with_main_kd
 
-    @float32_loss
-    def forward(self,
-                preds_S: HeadOutputs,
-                preds_T: HeadOutputs,
-                batch_gt_instances: Sequence[InstanceData],
-                batch_img_metas: Sequence[dict],
-                batch_gt_instances_ignore: Optional[Sequence[InstanceData]] = None,
-                return_levels: bool = False) -> Dict[str, Union[Tensor, List[Tensor]]]:
-        """Compute Main LD, Main KD and VLR LD.
-
-        Args:
-            preds_S (tuple): the student GFL head's forward output ``(cls_scores,
-                bbox_preds)``: per level (N, num_classes, H, W) logits and
-                (N, 4*(reg_max+1), H, W) box-distribution logits.
-            preds_T (tuple): the teacher GFL head's output, same shapes (detached here).
-            batch_gt_instances (list[InstanceData]): ``bboxes`` (x1y1x2y2, input pixels),
-                ``labels`` per image.
-            batch_img_metas (list[dict]): with ``img_shape`` and ``pad_shape``.
-            batch_gt_instances_ignore (list[InstanceData], optional): passed to the assigner.
-            return_levels (bool): Return per-level lists instead of sums.
+    def loss_by_levels(self, preds_S: HeadOutputs, preds_T: HeadOutputs,
+                       anchors_list: List[Tensor], labels_list: List[Tensor],
+                       label_weights_list: List[Tensor],
+                       vlr_list: List[Tensor]) -> Dict[str, List[Tensor]]:
+        """Main LD, Main KD and VLR LD per level (:meth:`GFLTargets.forward` sums them).
 
         Returns:
             dict: ``main_ld``, ``main_kd``, ``vlr_ld`` (weighted, float32); a switched-off
             term is a zero that keeps the graph.
         """
-        self._check(preds_S, preds_T)
         (cls_S, reg_S), (cls_T, reg_T) = preds_S, preds_T
-        featmap_sizes = [c.shape[-2:] for c in cls_S]
-        _, labels_list, label_weights_list, vlr_list = self.get_targets(
-            featmap_sizes, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore,
-            device=cls_S[0].device)
         bins = self.reg_max + 1
         out: Dict[str, List[Tensor]] = dict(main_ld=[], main_kd=[], vlr_ld=[])
         for lvl in range(len(cls_S)):
@@ -316,6 +328,4 @@ class GFLLDLoss(GFLTargets):
             out['main_ld'].append(main_ld)
             out['main_kd'].append(main_kd)
             out['vlr_ld'].append(vlr_ld)
-        if return_levels:
-            return out
-        return {k: sum(v[1:], v[0]) for k, v in out.items()}
+        return out

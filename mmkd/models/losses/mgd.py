@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmkd.registry import MODELS
-from .utils import Feats, check_same_shape, float32_loss, paired_levels
+from .utils import Feats, float32_loss, paired_levels
 
 
 @MODELS.register_module()
@@ -40,11 +40,10 @@ class MGDLoss(nn.Module):
                 N x C x H x W per level.
             preds_T (Tensor | Sequence[Tensor]): Teacher maps, same shapes.
         """
-        levels_S, levels_T = paired_levels(preds_S, preds_T, 'MGDLoss')
+        levels_S, levels_T = paired_levels(
+            preds_S, preds_T, 'MGDLoss', same_shape='feed the student through '
+            'mmkd.MGDConnector(student_channels, teacher_channels) first.')
         loss = levels_S[0].new_zeros(())
-        for idx, (feat_S, feat_T) in enumerate(zip(levels_S, levels_T)):
-            check_same_shape(
-                feat_S, feat_T, 'MGDLoss', idx, 'feed the student through '
-                'mmkd.MGDConnector(student_channels, teacher_channels) first.')
+        for feat_S, feat_T in zip(levels_S, levels_T):
             loss = loss + F.mse_loss(feat_S, feat_T.detach(), reduction='sum') / feat_T.shape[0]
         return self.alpha_mgd * loss

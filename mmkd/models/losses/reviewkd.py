@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmkd.registry import MODELS
-from .utils import Feats, check_same_shape, float32_loss, paired_levels
+from .utils import Feats, float32_loss, paired_levels
 
 
 def _pool_matrix(length: int, sizes: Sequence[int], device: torch.device) -> Tensor:
@@ -104,12 +104,11 @@ class HCLLoss(nn.Module):
             preds_S (Tensor | Sequence[Tensor]): Connector outputs, N x C x H x W per level.
             preds_T (Tensor | Sequence[Tensor]): Teacher levels, same shapes.
         """
-        levels_S, levels_T = paired_levels(preds_S, preds_T, 'HCLLoss')
+        levels_S, levels_T = paired_levels(
+            preds_S, preds_T, 'HCLLoss', same_shape='pass the student through '
+            'mmkd.ABFConnector(in_channels, out_channels).')
         total = levels_S[0].new_zeros(())
-        for idx, (feat_S, feat_T) in enumerate(zip(levels_S, levels_T)):
-            check_same_shape(
-                feat_S, feat_T, 'HCLLoss', idx, 'pass the student through '
-                'mmkd.ABFConnector(in_channels, out_channels).')
+        for feat_S, feat_T in zip(levels_S, levels_T):
             pyramid = hcl_pyramid(feat_S, feat_T.detach(), self.pool_sizes)
             loss = sum(weight * F.mse_loss(p_S, p_T) for weight, p_S, p_T in pyramid)
             total = total + loss / sum(weight for weight, _, _ in pyramid)

@@ -1,4 +1,4 @@
-"""What every mmkd distillation loss shares: paired feature levels and float32 compute.
+"""What mmkd's distillation losses share: paired feature levels, input checks, float32 compute.
 
 **Float32 rule.** Every loss computes in float32, whatever precision the models ran in: its
 ``forward`` is wrapped by :func:`float32_loss`, which casts the floating-point tensors among the
@@ -29,13 +29,15 @@ def paired_levels(preds_S: Feats,
                   preds_T: Feats,
                   loss_name: str,
                   num_levels: Optional[int] = None,
-                  fix: str = 'record the same levels on both models') -> Tuple[Tuple[Tensor, ...],
-                                                                               Tuple[Tensor, ...]]:
+                  fix: str = 'record the same levels on both models',
+                  same_shape: Optional[str] = None) -> Tuple[Tuple[Tensor, ...],
+                                                             Tuple[Tensor, ...]]:
     """Student and teacher levels as tuples of N x C x H x W maps, checked pairwise.
 
     Raises a ``ValueError`` naming ``loss_name`` when the numbers of levels differ (or differ
     from ``num_levels``) or a map is not 4-D. Shapes within a pair are the loss's business
-    (see :func:`check_same_shape`): some losses align channels or resize.
+    (some losses align channels or resize); a loss that compares the maps element by element
+    passes ``same_shape``, the fix :func:`check_same_shape` names for a pair that differs.
     """
     levels_S, levels_T = as_levels(preds_S), as_levels(preds_T)
     expected = len(levels_T) if num_levels is None else num_levels
@@ -48,6 +50,8 @@ def paired_levels(preds_S: Feats,
             raise ValueError(f'{loss_name} level {idx}: student {tuple(feat_S.shape)} and '
                              f'teacher {tuple(feat_T.shape)} must both be N x C x H x W '
                              'feature maps.')
+        if same_shape is not None:
+            check_same_shape(feat_S, feat_T, loss_name, idx, same_shape)
     return levels_S, levels_T
 
 
@@ -77,6 +81,24 @@ def check_roi_logits(preds_S: Tensor, preds_T: Tensor, gt_labels: Tensor,
         raise ValueError(f'{loss_name} got {gt_labels.numel()} labels for {preds_S.shape[0]} '
                          'RoIs; pass the labels of the sampled RoIs the logits were computed on.')
     return gt_labels
+
+
+#: mmdet's reductions of a loss's elements (``weight_reduce_loss``)
+REDUCTIONS = ('none', 'mean', 'sum')
+
+
+def check_reduction(reduction: str, loss_name: str) -> None:
+    """Refuse a reduction that mmdet's ``weight_reduce_loss`` does not know."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f'{loss_name}: reduction must be one of {REDUCTIONS}, got '
+                         f'{reduction!r}.')
+
+
+def check_row_weight(weight: Optional[Tensor], preds: Tensor, loss_name: str) -> None:
+    """Refuse a weight of a row-wise loss that is not one value per row of ``preds``."""
+    if weight is not None and weight.shape != preds.shape[:1]:
+        raise ValueError(f'{loss_name}: weight must have one value per row, shape '
+                         f'{tuple(preds.shape[:1])}, got {tuple(weight.shape)}.')
 
 
 def _to_float32(value: Any) -> Any:
