@@ -23,7 +23,10 @@ def test_paired_levels_returns_tuples_and_names_the_problem():
                        r'\(2, 3, 4, 5\) must both be N x C x H x W'):
         paired_levels([a, a[0]], [b, b], 'X')
     assert paired_levels([a, a], [b, b], 'X', same_shape='fix it') == ((a, a), (b, b))
-    with pytest.raises(ValueError, match=r'X level 1: .*\(2, 3, 4, 6\).*same shape; fix it'):
+    with pytest.raises(ValueError, match=r'X level 1: .*\(2, 5, 4, 5\).*same shape; fix it'):
+        paired_levels([a, a], [b, torch.zeros(2, 5, 4, 5)], 'X', same_shape='fix it')
+    with pytest.raises(ValueError, match=r'X level 1: .*\(2, 3, 4, 6\).*same shape; only the '
+                       r'spatial sizes differ'):
         paired_levels([a, a], [b, torch.zeros(2, 3, 4, 6)], 'X', same_shape='fix it')
     paired_levels([a, a], [b, torch.zeros(2, 3, 4, 6)], 'X')  # shapes are the loss's business
     check_same_shape(a, b, 'X', 0, 'fix it')
