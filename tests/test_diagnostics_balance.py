@@ -227,3 +227,18 @@ def test_warm_up_and_stops_change_the_logged_weights_at_their_iterations(tmp_pat
     # every weight 0 from iteration 6: the teacher is not run any more
     assert 'distillation stopped at iteration 6 (epoch 3)' in log_text(runner)
     assert sorted(set(teacher_iters)) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize('key,typo,known,off', [
+    ('loss_balance', 'warmup', 'warmup_iters', 'loss_balance = None'),
+    ('teacher_check', 'min_ap', 'min_map', 'teacher_check = None'),
+    ('distill_schedule', 'warmup', 'warmup_iters', None)])
+def test_a_misspelt_setting_is_refused_naming_it_and_the_settings(key, typo, known, off):
+    from mmkd.engine.hooks.teacher_check import teacher_check_settings
+    read = dict(loss_balance=loss_balance_settings, teacher_check=teacher_check_settings,
+                distill_schedule=schedule_rules)[key]
+    with pytest.raises(KeyError) as err:
+        read(Config({key: {typo: 1}}))
+    msg = str(err.value)
+    assert f"{key}: unknown setting(s) ['{typo}']" in msg and f"'{known}'" in msg
+    assert (off in msg) if off else ' or ' not in msg

@@ -7,6 +7,8 @@ every iteration. Several rules on one loss multiply.
 import fnmatch
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .settings import merged_settings
+
 #: the settings of one rule, with their defaults (the defaults change nothing)
 DISTILL_SCHEDULE_DEFAULTS = dict(
     warmup_iters=0,  # iteration k (1-based) gets min(1, k / warmup_iters); 0: no warm-up
@@ -69,10 +71,7 @@ def schedule_rules(cfg) -> List[ScheduleRule]:
         return []
     rules = []
     for rule in [given] if isinstance(given, dict) else list(given):
-        unknown = sorted(set(rule) - set(DISTILL_SCHEDULE_DEFAULTS))
-        if unknown:
-            raise KeyError(f'distill_schedule: unknown setting(s) {unknown}; the settings are '
-                           f'{sorted(DISTILL_SCHEDULE_DEFAULTS)}.')
+        merged_settings('distill_schedule', rule, DISTILL_SCHEDULE_DEFAULTS)
         rules.append(ScheduleRule(**rule))
     return [r for r in rules if r.active]
 

@@ -12,6 +12,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.dist import all_reduce
 
+from .settings import merged_settings
+
 #: the settings of ``loss_balance = dict(...)`` in a config, with their defaults
 LOSS_BALANCE_DEFAULTS = dict(
     mode='monitor',  # 'monitor': measure and warn; 'auto': also fix the weights (mmkd's own)
@@ -32,11 +34,8 @@ def loss_balance_settings(cfg) -> Optional[dict]:
     given = cfg.get('loss_balance', {})
     if given is None or given is False:
         return None
-    unknown = sorted(set(given) - set(LOSS_BALANCE_DEFAULTS))
-    if unknown:
-        raise KeyError(f'loss_balance: unknown setting(s) {unknown}; the settings are '
-                       f'{sorted(LOSS_BALANCE_DEFAULTS)} (or loss_balance = None for none).')
-    settings = dict(LOSS_BALANCE_DEFAULTS, **given)
+    settings = merged_settings('loss_balance', given, LOSS_BALANCE_DEFAULTS,
+                               ' (or loss_balance = None for none)')
     if settings['mode'] not in MODES:
         raise ValueError(f'loss_balance.mode must be one of {MODES}, got {settings["mode"]!r}.')
     if settings['group'] not in GROUPS:

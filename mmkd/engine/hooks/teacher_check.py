@@ -23,6 +23,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmkd.registry import HOOKS
+from .settings import merged_settings
 
 #: the settings of ``teacher_check = dict(...)`` in a config, with their defaults
 TEACHER_CHECK_DEFAULTS = dict(
@@ -51,11 +52,8 @@ def teacher_check_settings(cfg) -> Optional[dict]:
     given = cfg.get('teacher_check', {})
     if given is None or given is False:
         return None
-    unknown = sorted(set(given) - set(TEACHER_CHECK_DEFAULTS))
-    if unknown:
-        raise KeyError(f'teacher_check: unknown setting(s) {unknown}; the settings are '
-                       f'{sorted(TEACHER_CHECK_DEFAULTS)} (or teacher_check = None to skip it).')
-    settings = dict(TEACHER_CHECK_DEFAULTS, **given)
+    settings = merged_settings('teacher_check', given, TEACHER_CHECK_DEFAULTS,
+                               ' (or teacher_check = None to skip it)')
     num = settings['num_images']
     if num is not None and (not isinstance(num, int) or num < 1):
         raise ValueError(f'teacher_check.num_images must be a positive int or None (all '
