@@ -265,6 +265,17 @@ def test_coco_configs_refuse_bad_boxes(config, tmp_path):
         DATASETS.build(dataset)
 
 
+def test_every_coco_config_reads_checked_data():
+    """Every config that trains on COCO (not the toy set), including ones added later."""
+    import glob
+    paths = [p for p in sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
+             if '/_base_/' not in p and '/toy/' not in p]
+    assert len(paths) > 30
+    unchecked = [osp.relpath(p, REPO) for p in paths
+                 if Config.fromfile(p).train_dataloader.dataset.type != 'mmkd.CheckedCocoDataset']
+    assert not unchecked, unchecked
+
+
 # ------------------------------------------------------------------ the registry warning
 def test_building_a_distiller_logs_no_registry_fallback(toy):
     """The teacher's init_weights() ran inside the build, under the scope 'mmkd', whose weight
