@@ -39,6 +39,7 @@ def tiny_teacher_cfg(root: str, num_images: int = 8, epochs: int = 20) -> Config
                        batch_size=4)
     cfg.model = _merge(cfg.model, TINY_GFL)
     _same_images(cfg, data)
+    cfg.optim_wrapper.optimizer.lr = 0.02  # its own recipe, not the toy set's
     cfg.optim_wrapper.clip_grad = dict(max_norm=35)
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                                 end=20)]
