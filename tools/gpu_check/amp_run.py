@@ -32,16 +32,15 @@ import time
 import traceback
 from typing import Dict
 
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+import mmkd  # noqa: F401
+
+# the repository root: tools/gpu_check.sh puts it on PYTHONPATH, so that mmkd imports from it
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-import torch  # noqa: E402
-
-import mmkd  # noqa: E402,F401
-from mmengine.config import Config  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
-from mmengine.model import is_model_wrapper  # noqa: E402
 
 #: mmkd loss types replaced by mmrazor's own class of the same method for ``--algorithm mmrazor``
 MMRAZOR_LOSSES = {'mmkd.PKDLoss': 'mmrazor.PKDLoss'}
