@@ -4,6 +4,7 @@ Zheng et al., Localization Distillation for Dense Object Detection, CVPR 2022,
 https://arxiv.org/abs/2102.12252 (official code: HikariTJU/LD).
 """
 import copy
+from abc import ABCMeta, abstractmethod
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -30,7 +31,7 @@ _GFL_ANCHORS = dict(
     strides=[8, 16, 32, 64, 128])
 
 
-class GFLTargets(nn.Module):
+class GFLTargets(nn.Module, metaclass=ABCMeta):
     """GFL's anchors and ATSS targets for a whole batch, for losses on GFL head outputs.
 
     The part of a GFL head's ``loss_by_feat`` that the GFL distillation losses (LD, CrossKD,
@@ -216,13 +217,13 @@ class GFLTargets(nn.Module):
             return out
         return {key: sum(v[1:], v[0]) for key, v in out.items()}
 
+    @abstractmethod
     def loss_by_levels(self, preds_S: HeadOutputs, preds_T: HeadOutputs,
                        anchors_list: List[Tensor], labels_list: List[Tensor],
                        label_weights_list: List[Tensor],
                        vlr_list: List[Tensor]) -> Dict[str, List[Tensor]]:
         """The loss's terms, each a list over the levels, from the two heads' checked outputs
-        and the per-level targets of :meth:`get_targets`."""
-        raise NotImplementedError(f'{type(self).__name__} must implement loss_by_levels.')
+        and the per-level targets of :meth:`get_targets`; each method's subclass defines it."""
 
 
 @MODELS.register_module()
