@@ -39,6 +39,8 @@ DISTILL_COCO = [p for p in configs('*/*_coco.py') if '/detectors/' not in p]
 DISTILL_TOY = [p for p in configs('toy/*_toy.py') if osp.basename(p).split('_')[0] in OFFICIAL_CLIP]
 BASELINES_COCO = configs('detectors/*.py')
 BASELINES_TOY = [p for p in configs('toy/*_toy.py') if p not in DISTILL_TOY]
+#: the toy teachers, trained alone (what the toy distillation configs' teacher_ckpt name)
+TOY_TEACHERS = ('gfl_r18-fpn-24e_toy.py', 'faster-rcnn_x50-32x4d-fpn_toy.py')
 
 
 def load(path):
@@ -100,7 +102,7 @@ def test_gradient_clipping_follows_the_official_code(path):
     name = osp.basename(path)
     if path in BASELINES_COCO + BASELINES_TOY:
         # teachers trained alone clip on the toy set, as they always have
-        expected = 35 if 'clip-grad-35' in name or 'x50-32x4d' in name else None
+        expected = 35 if 'clip-grad-35' in name or name in TOY_TEACHERS else None
     else:
         expected = OFFICIAL_CLIP[name.split('_')[0]]
     clip = load(path)['optim_wrapper'].get('clip_grad')
@@ -181,12 +183,12 @@ def save_as_printed(block, tmp_path):
 
 def test_readme_toy_experiment_trains_as_printed(tmp_path):
     cfg = Config.fromfile(save_as_printed(
-        readme_block('# configs/my/pkd_gfl_x50-32x4d-fpn_gfl_r34-fpn_toy.py'), tmp_path))
+        readme_block('# configs/my/pkd_gfl_r18-fpn-24e_gfl_r34-fpn_toy.py'), tmp_path))
     # the teacher the README says how to train: its config, its checkpoint name and path
-    teacher_cfg = Config.fromfile(osp.join(REPO, 'configs/toy/gfl_x50-32x4d-fpn_toy.py'))
+    teacher_cfg = Config.fromfile(osp.join(REPO, 'configs/toy/gfl_r18-fpn-24e_toy.py'))
     with open(osp.join(REPO, 'README.md')) as f:
         readme = f.read()
-    assert cfg.model.teacher_ckpt == 'work_dirs/toy/teacher_gfl_x50-32x4d-fpn_toy.pth'
+    assert cfg.model.teacher_ckpt == 'work_dirs/toy/teacher_gfl_r18-fpn-24e_toy.pth'
     assert f'epoch_{teacher_cfg.train_cfg.max_epochs}.pth {cfg.model.teacher_ckpt}' in readme
     assert teacher_cfg.default_hooks.checkpoint.interval == teacher_cfg.train_cfg.max_epochs
 

@@ -8,13 +8,17 @@ from mmengine.registry import MODELS, init_default_scope
 import mmkd  # noqa: F401
 from mmkd.models.algorithms.teacher_checkpoint import TeacherCheckpointError
 from mmkd.registry import MODELS as MMKD_MODELS
-from _toy import PKD_TOY, tiny_batch, tiny_toy_cfg
+from _toy import GFL_X50_TEACHER, PKD_TOY, tiny_batch, tiny_toy_cfg
 
 
 @pytest.fixture(scope='module')
 def pkd_cfg(tmp_path_factory):
+    """The toy PKD model with a ResNeXt-50 teacher: these tests need a teacher of another
+    architecture than the student (the toy GFL teacher is an R18 like its students)."""
     init_default_scope('mmdet')
-    return tiny_toy_cfg(PKD_TOY, str(tmp_path_factory.mktemp('toy'))).model
+    model = tiny_toy_cfg(PKD_TOY, str(tmp_path_factory.mktemp('toy'))).model
+    model.teacher = copy.deepcopy(GFL_X50_TEACHER)
+    return model
 
 
 def build(model_cfg, **changes):

@@ -28,8 +28,8 @@ from _toy import PKD_TOY, REPO, run_failure_output, tiny_batch, tiny_toy_cfg
 
 PY = sys.executable
 DKD_TOY = osp.join(REPO, 'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py')
-LD_TOY = osp.join(REPO, 'configs/toy/ld_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py')
-MGD_TOY = osp.join(REPO, 'configs/toy/mgd_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py')
+LD_TOY = osp.join(REPO, 'configs/toy/ld_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py')
+MGD_TOY = osp.join(REPO, 'configs/toy/mgd_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py')
 METHODS = dict(pkd=PKD_TOY, ld=LD_TOY)  # one feature, one response method
 pytestmark = pytest.mark.timeout(300)
 
@@ -472,14 +472,14 @@ def test_channel_mismatch_without_connector_gives_both_shapes(toy_models):
 
 def test_different_class_counts_for_a_logit_loss_are_refused(toy_models):
     cfg = copy.deepcopy(toy_models['ld'])
-    cfg.teacher.bbox_head.num_classes = 80
+    cfg.teacher.bbox_head = dict(num_classes=80)  # merged into the teacher's config
     with pytest.raises(ValueError, match=(
             r'different numbers of classes \(student bbox_head.num_classes=4, teacher '
             r"bbox_head.num_classes=80\).*\['loss_ld'\].*Fix: give both heads the same")):
         MODELS.build(cfg)
     # a feature loss between different class counts is fine
     cfg = copy.deepcopy(toy_models['pkd'])
-    cfg.teacher.bbox_head.num_classes = 80
+    cfg.teacher.bbox_head = dict(num_classes=80)  # merged into the teacher's config
     MODELS.build(cfg)
 
 

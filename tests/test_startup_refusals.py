@@ -26,7 +26,7 @@ from mmkd.models.algorithms.teacher_checkpoint import (TeacherCheckpointError,
 from _toy import PKD_TOY, REPO, tiny_toy_cfg
 
 DKD_TOY = osp.join(REPO, 'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py')
-CWD_TOY = osp.join(REPO, 'configs/toy/cwd_gfl_x50-32x4d-fpn_gfl_r18-fpn_toy.py')
+CWD_TOY = osp.join(REPO, 'configs/toy/cwd_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py')
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -46,15 +46,17 @@ def build(model_cfg, **changes):
 
 # ------------------------------------------------------------------ teacher checkpoints
 def test_a_teacher_checkpoint_of_another_depth_is_refused_by_module(toy, tmp_path):
-    """ResNeXt-50 weights for a ResNeXt-101 teacher: blocks 6-22 of layer3 would stay random."""
-    x50 = MODELS.build(expand_model_cfg(toy['pkd'].teacher))
+    """ResNeXt-50 weights for a ResNeXt-101 teacher: blocks 6-22 of layer3 would stay random.
+    (The Faster R-CNN toy teacher is a ResNeXt-50.)"""
+    x50 = MODELS.build(expand_model_cfg(toy['dkd'].teacher))
     path = tmp_path / 'x50.pth'
     torch.save(dict(state_dict=x50.state_dict()), path)
-    x101 = copy.deepcopy(toy['pkd'])
+    x101 = copy.deepcopy(toy['dkd'])
     x101.teacher.backbone.depth = 101
     with pytest.raises(TeacherCheckpointError, match=(
-            r"(?s)does not fully fit the teacher \(GFL\): \d+ of \d+ weights match.*missing in the "
-            r'file \(\d+\): backbone\.layer3\.6\.\* \(\d+\), backbone\.layer3\.7\.\*.*'
+            r"(?s)does not fully fit the teacher \(FasterRCNN\): \d+ of \d+ weights match.*"
+            r'missing in the file \(\d+\): '
+            r'backbone\.layer3\.6\.\* \(\d+\), backbone\.layer3\.7\.\*.*'
             r'another depth or width.*model\.teacher_ckpt.*teacher_ckpt_allow_missing')):
         build(x101, teacher_ckpt=str(path))
     # the opt-out by name loads the rest, and leaves the named blocks as initialised
