@@ -9,17 +9,20 @@ METHODS ?= pkd
 SEED ?= 0
 BENCH_DIR ?= work_dirs/toy_bench
 BENCH_SEEDS ?= 0 1 2
+# students trained at a time, each with cores/JOBS threads: on 2 cores, two one-thread trainings
+# finish sooner than one two-thread training after the other (README.md, "Toy Shapes")
+JOBS ?= 2
 
 .PHONY: setup toy toy-bench test lint benchmark
 setup:
 	MMKD_VENV=$(VENV) bash tools/setup_env.sh
 
 toy: setup
-	$(PY) tools/toy_main_job.py --methods $(METHODS) --seeds $(SEED)
+	$(PY) tools/toy_main_job.py --methods $(METHODS) --seeds $(SEED) --jobs $(JOBS)
 
 toy-bench: setup
 	$(PY) tools/toy_main_job.py --methods all --seeds $(BENCH_SEEDS) --keep-trained \
-		--work-dir $(BENCH_DIR)
+		--work-dir $(BENCH_DIR) --jobs $(JOBS)
 	mkdir -p benchmarks/toy
 	cp $(BENCH_DIR)/results.md $(BENCH_DIR)/results.json $(BENCH_DIR)/results.png benchmarks/toy/
 

@@ -8,6 +8,8 @@ import json
 import math
 import os.path as osp
 import re
+import threading
+import time
 
 import pytest
 from mmengine.config import Config
@@ -329,6 +331,47 @@ def test_main_job_over_three_seeds_with_one_teacher_and_resume(tmp_path, monkeyp
     assert '| 1 seed: no interval |' in (tmp_path / 'one/results.md').read_text()
     out = capsys.readouterr().out
     assert 'Ran one seed (0)' in out and f'{base} AP sd 1.0 over 3 seeds' in out
+
+
+def test_jobs_train_students_side_by_side_with_the_cores_shared(tmp_path, monkeypatch):
+    """--jobs 2 on 2 cores: the teacher alone with torch's default threads, then the students
+    two at a time with one thread each; the same runs and the same table as one at a time."""
+    job = load_job()
+    (pkd, ), teachers = job.plan_job(job.parse_args(['--methods', 'pkd', '--family', 'gfl']))
+    fake = FakeTools({teachers[pkd['teacher']]['config']: 'teacher', pkd['baseline']: 'baseline',
+                      pkd['config']: 'pkd'})
+    threads, running, most = {}, [0], [0]
+    lock = threading.Lock()
+
+    def tools(cmd, log_file):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # long enough for the other worker to start its run
+        try:
+            out = fake(cmd, log_file)
+            threads.setdefault(fake.trained[-1][0] if cmd[1] == 'tools/train.py' else 'test',
+                               set()).add(job.TOOL_THREADS)
+            return out
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(job, 'run', tools)
+    monkeypatch.setattr(job, 'REPO', str(tmp_path))
+    monkeypatch.setattr(job, 'BENCHMARK_JSON', str(tmp_path / 'benchmarks/toy/results.json'))
+    monkeypatch.setattr(job.os, 'cpu_count', lambda: 2)
+    job.main(['--methods', 'pkd', '--family', 'gfl', '--seeds', '0', '1', '2', '--work-dir',
+              'bench', '--jobs', '2'])
+    assert fake.trained[0] == ('teacher', '0')
+    assert sorted(fake.trained[1:]) == sorted((r, s) for s in '012' for r in ('baseline', 'pkd'))
+    assert threads == {'teacher': {None}, 'baseline': {1}, 'pkd': {1}, 'test': {None, 1}}
+    assert most[0] == 2 and job.TOOL_THREADS is None
+    text = (tmp_path / 'bench/results.md').read_text()
+    assert re.search(r'\| pkd \|.*\| 3 \| 24\.0 \| 1\.0 \|.*\| 3\.0 \| 0\.5 \| 5\.5 \| better '
+                     r'\|', text), text
+    with pytest.raises(SystemExit):
+        job.parse_args(['--jobs', '0'])
 
 
 def test_results_chart_draws_error_bars(tmp_path):

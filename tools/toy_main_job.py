@@ -2,6 +2,7 @@
 
     python tools/toy_main_job.py [--methods pkd ... | --methods all] [--family gfl|frcnn|all]
                                  [--seeds 0 1 2] [--keep-trained] [--work-dir work_dirs/toy]
+                                 [--jobs 2]
 
 Each method ``m`` is the distillation config ``configs/toy/m_*_toy.py`` (``--methods all`` or
 ``--family``: every toy distillation config, of one detector family or of all). Everything
@@ -37,7 +38,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
 from mmengine.config import Config
@@ -55,6 +58,9 @@ FAMILIES = {'gfl': 'GFL', 'frcnn': 'FasterRCNN'}
 FAIRNESS_KEYS = ('train_dataloader', 'train_cfg', 'param_scheduler', 'optim_wrapper',
                  'test_dataloader', 'test_evaluator')
 STAMP = 'trained.json'
+#: CPU threads of each training and test (``OMP_NUM_THREADS``); None: torch's default (all
+#: cores). ``--jobs N`` sets it to cores // N.
+TOOL_THREADS: Optional[int] = None
 
 
 class BaselineError(ValueError):
@@ -62,10 +68,15 @@ class BaselineError(ValueError):
 
 
 def run(cmd: List[str], log_file: str) -> float:
-    """Run a tool, its output to ``log_file``; return wall time; fail loudly with the log tail."""
+    """Run a tool, its output to ``log_file``; return wall time; fail loudly with the log tail.
+    With :data:`TOOL_THREADS` set, the tool's torch uses that many CPU threads."""
     start = time.time()
+    env = None
+    if TOOL_THREADS:
+        env = dict(os.environ, OMP_NUM_THREADS=str(TOOL_THREADS),
+                   MKL_NUM_THREADS=str(TOOL_THREADS))
     with open(log_file, 'w') as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
         with open(log_file) as log:
             tail = ''.join(log.readlines()[-40:])
@@ -494,7 +505,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help='randomness.seed of the students, one training each (default: 0; '
                        '-1 alone: unseeded, as mmdet)')
     seeds.add_argument('--seed', type=int, help='the same as --seeds with one seed')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='students (baselines and distilled) trained at a time, each with '
+                        'cores/JOBS CPU threads (teachers train alone, with all); on a CPU '
+                        'machine 2 jobs of one thread each finish sooner than one of two')
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f'--jobs: at least 1 ({args.jobs})')
     args.seeds = args.seeds or [0 if args.seed is None else args.seed]
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f'--seeds: each seed once ({args.seeds})')
@@ -562,21 +579,41 @@ def main(argv=None) -> None:
             **info['metrics'])
         write_results(results, work_root)
 
+    tasks = []  # (seed, its label, config, digest): each student once per seed
     for seed, label in zip(args.seeds, labels):
         for item in plan:
             models = ((item['baseline'], config_digest(item['baseline'])),
                       (item['config'], config_digest(item['config'],
                                                      teachers[item['teacher']]['digest'])))
             for config, digest in models:
-                runs = results['models'][config_stem(config)]['runs']
-                if label in runs:  # a baseline shared by several methods
-                    continue
-                print(f'[seed {label}] {rel(config)}', flush=True)
-                work_dir = osp.join(work_root, label if seed is None else f'seed{label}',
-                                    config_stem(config))
-                runs[label] = train_and_evaluate(config, work_dir, seed, digest,
-                                                 args.keep_trained)
-                write_results(results, work_root)  # a long job leaves its table so far
+                if (seed, config) not in {(t[0], t[2]) for t in tasks}:  # a shared baseline
+                    tasks.append((seed, label, config, digest))
+    lock = threading.Lock()
+
+    def train_student(task):
+        seed, label, config, digest = task
+        print(f'[seed {label}] {rel(config)}', flush=True)
+        work_dir = osp.join(work_root, label if seed is None else f'seed{label}',
+                            config_stem(config))
+        result = train_and_evaluate(config, work_dir, seed, digest, args.keep_trained)
+        with lock:
+            results['models'][config_stem(config)]['runs'][label] = result
+            write_results(results, work_root)  # a long job leaves its table so far
+
+    global TOOL_THREADS
+    if args.jobs == 1:
+        for task in tasks:
+            train_student(task)
+    else:
+        TOOL_THREADS = max(1, (os.cpu_count() or 1) // args.jobs)
+        print(f'{len(tasks)} students, {args.jobs} at a time with {TOOL_THREADS} CPU '
+              'thread(s) each', flush=True)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            try:
+                for done in [pool.submit(train_student, task) for task in tasks]:
+                    done.result()
+            finally:
+                TOOL_THREADS = None
 
     results['wall_seconds'] = round(time.time() - job_start, 1)
     text = write_results(results, work_root, plot=True)
