@@ -21,6 +21,10 @@ goes through the user's tools: ``tools/train.py`` trains, ``tools/test.py`` eval
   ``<work-dir>/seed<S>/<config>``. ``--keep-trained`` keeps a model trained there with that
   seed, the same config and (for a student) the same teacher config, so an interrupted job
   resumes where it stopped and a method can be added without retraining the others.
+- **Jobs**: ``--jobs N`` trains the students N at a time, each with cores/N CPU threads (the
+  teachers first, alone, with all). The report's times are then those of trainings side by
+  side. Another thread count may round floats differently (the toy GFL baseline gave the same AP
+  with one thread as with two, in each of seeds 0-2).
 
 The report (``<work-dir>/results.{md,json,png}``, rewritten after every model) gives per model
 the mean and standard deviation over seeds of COCO AP/AP50/AP75 on the toy validation split, and
