@@ -6,12 +6,13 @@ import torch
 from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PKD_TOY = osp.join(REPO, 'configs/toy/pkd_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py')
-#: a GFL teacher of another architecture than the toy R18 students (the COCO pair's ResNeXt at
-#: depth 50, 4 classes, from scratch), for tests of what differs between teacher and student
+PKD_TOY = osp.join(REPO, 'configs/toy/pkd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py')
+#: a GFL teacher of another backbone than the toy R18 students (the COCO pair's ResNeXt at
+#: depth 50, from scratch) with the toy students' head (4 classes, 128 channels), for tests of
+#: what differs between teacher and student
 GFL_X50_TEACHER = dict(cfg_path='mmdet::gfl/gfl_x101-32x4d_fpn_ms-2x_coco.py',
                        backbone=dict(depth=50, init_cfg=None, frozen_stages=-1, norm_eval=False),
-                       bbox_head=dict(num_classes=4))
+                       bbox_head=dict(num_classes=4, feat_channels=128))
 
 
 def tiny_toy_cfg(config: str, data_root: str, num_train: int = 8, num_val: int = 4,

@@ -40,7 +40,7 @@ DISTILL_TOY = [p for p in configs('toy/*_toy.py') if osp.basename(p).split('_')[
 BASELINES_COCO = configs('detectors/*.py')
 BASELINES_TOY = [p for p in configs('toy/*_toy.py') if p not in DISTILL_TOY]
 #: the toy teachers, trained alone (what the toy distillation configs' teacher_ckpt name)
-TOY_TEACHERS = ('gfl_r18-fpn-24e_toy.py', 'faster-rcnn_x50-32x4d-fpn_toy.py')
+TOY_TEACHERS = ('gfl_r18-fpn-20e_toy.py', 'faster-rcnn_x50-32x4d-fpn_toy.py')
 
 
 def load(path):
@@ -183,12 +183,12 @@ def save_as_printed(block, tmp_path):
 
 def test_readme_toy_experiment_trains_as_printed(tmp_path):
     cfg = Config.fromfile(save_as_printed(
-        readme_block('# configs/my/pkd_gfl_r18-fpn-24e_gfl_r34-fpn_toy.py'), tmp_path))
+        readme_block('# configs/my/pkd_gfl_r18-fpn-20e_gfl_r34-fpn_toy.py'), tmp_path))
     # the teacher the README says how to train: its config, its checkpoint name and path
-    teacher_cfg = Config.fromfile(osp.join(REPO, 'configs/toy/gfl_r18-fpn-24e_toy.py'))
+    teacher_cfg = Config.fromfile(osp.join(REPO, 'configs/toy/gfl_r18-fpn-20e_toy.py'))
     with open(osp.join(REPO, 'README.md')) as f:
         readme = f.read()
-    assert cfg.model.teacher_ckpt == 'work_dirs/toy/teacher_gfl_r18-fpn-24e_toy.pth'
+    assert cfg.model.teacher_ckpt == 'work_dirs/toy/teacher_gfl_r18-fpn-20e_toy.pth'
     assert f'epoch_{teacher_cfg.train_cfg.max_epochs}.pth {cfg.model.teacher_ckpt}' in readme
     assert teacher_cfg.default_hooks.checkpoint.interval == teacher_cfg.train_cfg.max_epochs
 

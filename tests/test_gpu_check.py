@@ -17,7 +17,7 @@ from _toy import PKD_TOY, REPO
 
 PY = sys.executable
 SCRIPT = osp.join(REPO, 'tools', 'gpu_check.sh')
-LD_TOY = osp.join(REPO, 'configs/toy/ld_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py')
+LD_TOY = osp.join(REPO, 'configs/toy/ld_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py')
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -248,7 +248,7 @@ def test_amp_run_config_is_a_short_mixed_precision_run(tmp_path):
     assert cfg.train_dataloader.dataset.data_root == str(tmp_path / 'data') + '/'
     assert cfg.default_hooks.checkpoint.interval == 8
     assert cfg.param_scheduler[0].end == 7
-    if not osp.isfile(osp.join(REPO, 'work_dirs/toy/teacher_gfl_r18-fpn-24e_toy.pth')):
+    if not osp.isfile(osp.join(REPO, 'work_dirs/toy/teacher_gfl_r18-fpn-20e_toy.pth')):
         assert cfg.model.teacher_ckpt is None  # a random teacher rather than an error
     fp32 = amp_run.build_cfg(PKD_TOY, dtype='float32', iters=7, work_dir=str(tmp_path))
     assert fp32.optim_wrapper.type == 'OptimWrapper'
@@ -272,7 +272,7 @@ def test_the_same_pkd_config_through_mmrazor_single_teacher_distill(tmp_path):
     algo = MODELS.build(cfg.model)
     assert type(algo).__name__ == 'SingleTeacherDistill'
     assert type(algo.student).__name__ == 'GFL' and algo.student.backbone.depth == 18
-    # the toy GFL teacher: an R18 trained 3x as long (configs/toy/gfl_r18-fpn-24e_toy.py)
+    # the toy GFL teacher: an R18 trained 2.5x as long (configs/toy/gfl_r18-fpn-20e_toy.py)
     assert type(algo.teacher.backbone).__name__ == 'ResNet' and algo.teacher.backbone.depth == 18
     losses = algo.distiller.distill_losses
     assert sorted(losses) == [f'loss_pkd_fpn{i}' for i in range(4)]

@@ -233,7 +233,7 @@ def test_half_inputs_compute_in_fp32(dtype):
 # --------------------------------------------------------------------------------------------
 # In DetectionDistill: the teacher head handed over, gradients through it, teacher unchanged
 # --------------------------------------------------------------------------------------------
-CROSSKD_TOY = 'configs/toy/crosskd_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py'
+CROSSKD_TOY = 'configs/toy/crosskd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py'
 
 
 @pytest.fixture(scope='module')

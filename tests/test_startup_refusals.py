@@ -26,7 +26,7 @@ from mmkd.models.algorithms.teacher_checkpoint import (TeacherCheckpointError,
 from _toy import PKD_TOY, REPO, tiny_toy_cfg
 
 DKD_TOY = osp.join(REPO, 'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py')
-CWD_TOY = osp.join(REPO, 'configs/toy/cwd_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py')
+CWD_TOY = osp.join(REPO, 'configs/toy/cwd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py')
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -70,7 +70,8 @@ def test_a_teacher_checkpoint_of_another_depth_is_refused_by_module(toy, tmp_pat
 def test_a_wrong_shaped_teacher_weight_is_refused_unless_named(toy, tmp_path):
     donor = MODELS.build(expand_model_cfg(toy['pkd'].teacher))
     state = donor.state_dict()
-    state['bbox_head.gfl_cls.weight'] = torch.zeros(80, 256, 3, 3)  # a head for 80 classes
+    width = donor.bbox_head.feat_channels  # 128 in the toy models
+    state['bbox_head.gfl_cls.weight'] = torch.zeros(80, width, 3, 3)  # a head for 80 classes
     state['bbox_head.gfl_cls.bias'] = torch.zeros(80)
     state['extra.weight'] = torch.zeros(1)  # a key the teacher lacks: reported, not refused
     del state['backbone.bn1.num_batches_tracked']  # BN counters may be absent from old files
@@ -78,12 +79,12 @@ def test_a_wrong_shaped_teacher_weight_is_refused_unless_named(toy, tmp_path):
     torch.save(dict(state_dict=state), path)
     with pytest.raises(TeacherCheckpointError, match=(
             r"(?s)another shape in the file \(2, first 5\): \['bbox_head\.gfl_cls\.weight: file "
-            r"\(80, 256, 3, 3\) vs model \(4, 256, 3, 3\)'.*"
+            rf"\(80, {width}, 3, 3\) vs model \(4, {width}, 3, 3\)'.*"
             r"teacher_ckpt_allow_missing=\['bbox_head\.gfl_cls'\]")):
         build(toy['pkd'], teacher_ckpt=str(path))
     for allowed in (['bbox_head.gfl_cls'], ['bbox_head.gfl_c*'], 'bbox_head.gfl_cls'):
         algo = build(toy['pkd'], teacher_ckpt=str(path), teacher_ckpt_allow_missing=allowed)
-        assert algo.teacher.bbox_head.gfl_cls.weight.shape == (4, 256, 3, 3)
+        assert algo.teacher.bbox_head.gfl_cls.weight.shape == (4, width, 3, 3)
         assert torch.equal(algo.teacher.bbox_head.gfl_reg.weight, donor.bbox_head.gfl_reg.weight)
     # a name is a module or weight, not a prefix of one: 'bbox_head.gfl' does not cover gfl_cls
     with pytest.raises(TeacherCheckpointError, match='another shape'):

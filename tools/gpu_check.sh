@@ -245,8 +245,8 @@ fi
 # (c) ---------------------------------------------------------------- the runs
 export PYTHONPATH=$repo${PYTHONPATH:+:$PYTHONPATH}
 cd "$repo" || exit 1
-pkd=configs/toy/pkd_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py
-ld=configs/toy/ld_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py
+pkd=configs/toy/pkd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py
+ld=configs/toy/ld_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py
 t0=$(date +%s)
 runs_possible=1
 if [ "$gpu" = 0 ]; then

@@ -39,7 +39,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--config', default=osp.join(
-        REPO, 'configs/toy/pkd_gfl_r18-fpn-24e_gfl_r18-fpn_toy.py'))
+        REPO, 'configs/toy/pkd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py'))
     p.add_argument('--steps', type=int, default=6)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--teacher-ckpt', help='the teacher weights (default: the config\'s, if the '
