@@ -31,9 +31,10 @@ def test_mmrazor_engine_imports_and_single_teacher_distill_builds():
     algo = MODELS.build(
         dict(type='mmrazor.SingleTeacherDistill', architecture=det, teacher=det,
              distiller=dict(
-                 type='ConfigurableDistiller',
-                 student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
-                 teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
+                 # mmrazor's names with their scope: other tests leave 'mmdet' as the default
+                 type='mmrazor.ConfigurableDistiller',
+                 student_recorders=dict(fpn=dict(type='mmrazor.ModuleOutputs', source='neck')),
+                 teacher_recorders=dict(fpn=dict(type='mmrazor.ModuleOutputs', source='neck')),
                  distill_losses=dict(loss_pkd=dict(type='mmkd.PKDLoss')),
                  loss_forward_mappings=dict(loss_pkd=dict(
                      preds_S=dict(from_student=True, recorder='fpn', data_idx=0),
