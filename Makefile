@@ -10,7 +10,8 @@ SEED ?= 0
 BENCH_DIR ?= work_dirs/toy_bench
 BENCH_SEEDS ?= 0 1 2
 # students trained at a time, each with cores/JOBS threads: on 2 cores, two one-thread trainings
-# finish sooner than one two-thread training after the other (1.1x; README.md, "Toy Shapes")
+# finished sooner than one two-thread training after the other (1.1x, one timing on the earlier
+# 128x128 recipe; README.md, "Toy Shapes")
 JOBS ?= 2
 
 .PHONY: setup toy toy-bench test lint benchmark

@@ -24,7 +24,7 @@ goes through the user's tools: ``tools/train.py`` trains, ``tools/test.py`` eval
 - **Jobs**: ``--jobs N`` trains the students N at a time, each with cores/N CPU threads (the
   teachers first, alone, with all). The report's times are then those of trainings side by
   side. Another thread count may round floats differently (the toy GFL baseline gave the same AP
-  with one thread as with two, in each of seeds 0-2).
+  with one thread as with two, in each of seeds 0-2, measured on the earlier 128x128 recipe).
 
 The report (``<work-dir>/results.{md,json,png}``, rewritten after every model) gives per model
 the mean and standard deviation over seeds of COCO AP/AP50/AP75 on the toy validation split, and
@@ -513,7 +513,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='students (baselines and distilled) trained at a time, each with '
                         'cores/JOBS CPU threads (teachers train alone, with all); on 2 cores, '
                         'two toy GFL baselines side by side took 13.1 min, one after the other '
-                        'about 14.6')
+                        'about 14.6 (one timing, on the earlier 128x128 recipe)')
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f'--jobs: at least 1 ({args.jobs})')
