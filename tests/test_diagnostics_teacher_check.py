@@ -2,8 +2,8 @@
 teacher with its class order shuffled and a random teacher are stopped, with the causes named.
 
 The trained teacher is the narrow GFL of ``_diagnostics.py`` trained once per module on 8 toy
-images for 60 iterations (about 40 s on two contended CPU cores), validated on those same
-images: its mAP is clearly positive (about 0.6).
+images for 60 iterations (13 s on a quiet 2-core machine), validated on those same images:
+its mAP is clearly positive (0.532 with the 96x96 toy images).
 """
 import json
 import os.path as osp
@@ -93,12 +93,17 @@ def test_a_teacher_with_shuffled_class_order_is_stopped(teacher):
         state[key] = state[key][[1, 2, 3, 0]]  # circle predicted as square, ...
     shuffled = teacher['root'] / 'shuffled.pth'
     torch.save(checkpoint, shuffled)
-    runner = distill_runner(teacher, shuffled, 'shuffled')
+    # The tiny teacher spreads low scores over every class, so shuffled it keeps about 0.05
+    # mAP (0.057 at 96x96 images): right at the base's floor, which is meant for COCO-scale
+    # teachers. The check is the same at any floor; this one sits far from both numbers.
+    min_map = 0.2
+    runner = distill_runner(teacher, shuffled, 'shuffled', min_map=min_map)
     with pytest.raises(TeacherCheckError) as error:
         runner.train()  # the base's hooks: the check runs before the first iteration
     message = str(error.value)
     found = float(message.split(' = ')[1].split()[0])
-    assert found < 0.05 < teacher['map']
+    assert found < teacher['map'] / 4 and found < min_map < teacher['map'] / 2
+    assert f'below teacher_check.min_map = {min_map}' in message, message
     for cause in ('wrong checkpoint', 'class order or count', 'input normalisation',
                   'teacher_check = None'):
         assert cause in message, message
