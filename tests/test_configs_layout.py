@@ -7,6 +7,7 @@ key instead of by another training step.
 """
 import copy
 import glob
+import importlib.util
 import os
 import os.path as osp
 import re
@@ -40,7 +41,7 @@ DISTILL_TOY = [p for p in configs('toy/*_toy.py') if osp.basename(p).split('_')[
 BASELINES_COCO = configs('detectors/*.py')
 BASELINES_TOY = [p for p in configs('toy/*_toy.py') if p not in DISTILL_TOY]
 #: the toy teachers, trained alone (what the toy distillation configs' teacher_ckpt name)
-TOY_TEACHERS = ('gfl_r18-fpn-20e_toy.py', 'faster-rcnn_x50-32x4d-fpn_toy.py')
+TOY_TEACHERS = ('gfl_r18-fpn-20e_toy.py', 'faster-rcnn_r18-fpn-20e_toy.py')
 
 
 def load(path):
@@ -94,6 +95,25 @@ def test_toy_teacher_checkpoint_names_the_teacher_config(path):
     teacher_cfg = osp.join(REPO, 'configs', 'toy', stem + '.py')
     assert unscoped(expand_model_cfg(copy.deepcopy(model['teacher'])).to_dict()) == \
         unscoped(load(teacher_cfg)['model'])
+
+
+@pytest.mark.parametrize('path', DISTILL_TOY, ids=lambda p: osp.basename(p)[:-3])
+def test_benchmark_distill_finds_the_coco_config_of_a_toy_config(path):
+    """tools/analysis_tools/benchmark_distill.py reports checkpoint sizes of the COCO pair that
+    a toy config stands for: the same method and student, the COCO teacher."""
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_distill', osp.join(REPO, 'tools/analysis_tools/benchmark_distill.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    real = tool.real_config(path)
+    method, _, student = osp.basename(path)[:-len('_toy.py')].partition('_')
+    student = '_'.join(student.split('_')[-2:])
+    assert real and osp.isfile(real), path
+    assert osp.basename(real).startswith(f'{method}_') and f'_{student}_1x_coco.py' in real
+    coco, toy = load(real)['model'], load(path)['model']
+    assert expand_model_cfg(coco['architecture'])['backbone']['depth'] == 18
+    assert expand_model_cfg(coco['teacher'])['backbone']['type'] == 'ResNeXt'
+    assert expand_model_cfg(copy.deepcopy(toy['teacher']))['backbone']['depth'] == 18
 
 
 @pytest.mark.parametrize('path', DISTILL_COCO + DISTILL_TOY + BASELINES_COCO + BASELINES_TOY,

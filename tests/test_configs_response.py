@@ -48,18 +48,18 @@ CONFIGS = {
     (REVIEWKD_DKD_KEYS, RCNN_KEYS),
     'configs/toy/ld_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py': (LD_KEYS, GFL_KEYS),
     'configs/toy/ld-full_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py': (LD_KEYS, GFL_KEYS),
-    'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py': (DKD_KEYS, RCNN_KEYS),
-    'configs/toy/defeat-full_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py':
+    'configs/toy/dkd_faster-rcnn_r18-fpn-20e_faster-rcnn_r18-fpn_toy.py': (DKD_KEYS, RCNN_KEYS),
+    'configs/toy/defeat-full_faster-rcnn_r18-fpn-20e_faster-rcnn_r18-fpn_toy.py':
     (DEFEAT_KEYS, RCNN_KEYS),
     'configs/toy/crosskd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py': (CROSSKD_KEYS, GFL_KEYS),
     'configs/toy/crosskd-pkd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py': (CROSSKD_PKD_KEYS, GFL_KEYS),
     'configs/toy/bckd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py': (BCKD_KEYS, GFL_KEYS),
-    'configs/toy/reviewkd-dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py':
+    'configs/toy/reviewkd-dkd_faster-rcnn_r18-fpn-20e_faster-rcnn_r18-fpn_toy.py':
     (REVIEWKD_DKD_KEYS, RCNN_KEYS),
 }
 LD_TOY = 'configs/toy/ld_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py'
-DKD_TOY = 'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py'
-DEFEAT_TOY = 'configs/toy/defeat-full_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py'
+DKD_TOY = 'configs/toy/dkd_faster-rcnn_r18-fpn-20e_faster-rcnn_r18-fpn_toy.py'
+DEFEAT_TOY = 'configs/toy/defeat-full_faster-rcnn_r18-fpn-20e_faster-rcnn_r18-fpn_toy.py'
 
 
 def model_cfg(config: str, tmp_dir: str):

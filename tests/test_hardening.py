@@ -27,7 +27,7 @@ from mmkd.models.algorithms.model_cfg import expand_model_cfg
 from _toy import PKD_TOY, REPO, run_failure_output, tiny_batch, tiny_toy_cfg
 
 PY = sys.executable
-DKD_TOY = osp.join(REPO, 'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py')
+DKD_TOY = osp.join(REPO, 'configs/toy/dkd_faster-rcnn_r18-fpn-20e_faster-rcnn_r18-fpn_toy.py')
 LD_TOY = osp.join(REPO, 'configs/toy/ld_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py')
 MGD_TOY = osp.join(REPO, 'configs/toy/mgd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py')
 METHODS = dict(pkd=PKD_TOY, ld=LD_TOY)  # one feature, one response method

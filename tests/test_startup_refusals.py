@@ -25,7 +25,7 @@ from mmkd.models.algorithms.teacher_checkpoint import (TeacherCheckpointError,
                                                        load_teacher_checkpoint)
 from _toy import PKD_TOY, REPO, tiny_toy_cfg
 
-DKD_TOY = osp.join(REPO, 'configs/toy/dkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py')
+DKD_TOY = osp.join(REPO, 'configs/toy/dkd_faster-rcnn_r18-fpn-20e_faster-rcnn_r18-fpn_toy.py')
 CWD_TOY = osp.join(REPO, 'configs/toy/cwd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py')
 pytestmark = pytest.mark.timeout(600)
 
@@ -46,23 +46,27 @@ def build(model_cfg, **changes):
 
 # ------------------------------------------------------------------ teacher checkpoints
 def test_a_teacher_checkpoint_of_another_depth_is_refused_by_module(toy, tmp_path):
-    """ResNeXt-50 weights for a ResNeXt-101 teacher: blocks 6-22 of layer3 would stay random.
-    (The Faster R-CNN toy teacher is a ResNeXt-50.)"""
-    x50 = MODELS.build(expand_model_cfg(toy['dkd'].teacher))
-    path = tmp_path / 'x50.pth'
-    torch.save(dict(state_dict=x50.state_dict()), path)
-    x101 = copy.deepcopy(toy['dkd'])
-    x101.teacher.backbone.depth = 101
+    """ResNet-50 weights for a ResNet-101 teacher: blocks 6-22 of layer3 would stay random (the
+    case first seen: ResNeXt-50 weights for a ResNeXt-101, the same blocks)."""
+    def of_depth(depth):  # the toy Faster R-CNN teacher with a deeper ResNet
+        return dict(toy['dkd'].teacher, backbone=dict(depth=depth),
+                    neck=dict(in_channels=[256, 512, 1024, 2048]))
+
+    r50 = MODELS.build(expand_model_cfg(of_depth(50)))
+    path = tmp_path / 'r50.pth'
+    torch.save(dict(state_dict=r50.state_dict()), path)
+    r101 = copy.deepcopy(toy['dkd'])
+    r101.teacher = of_depth(101)
     with pytest.raises(TeacherCheckpointError, match=(
             r"(?s)does not fully fit the teacher \(FasterRCNN\): \d+ of \d+ weights match.*"
             r'missing in the file \(\d+\): '
             r'backbone\.layer3\.6\.\* \(\d+\), backbone\.layer3\.7\.\*.*'
             r'another depth or width.*model\.teacher_ckpt.*teacher_ckpt_allow_missing')):
-        build(x101, teacher_ckpt=str(path))
+        build(r101, teacher_ckpt=str(path))
     # the opt-out by name loads the rest, and leaves the named blocks as initialised
-    algo = build(x101, teacher_ckpt=str(path), teacher_ckpt_allow_missing=['backbone.layer3'])
+    algo = build(r101, teacher_ckpt=str(path), teacher_ckpt_allow_missing=['backbone.layer3'])
     loaded = algo.teacher.state_dict()
-    for key, value in x50.state_dict().items():
+    for key, value in r50.state_dict().items():
         if not key.startswith('backbone.layer3.'):
             assert torch.equal(loaded[key], value), key
 
@@ -92,11 +96,11 @@ def test_a_wrong_shaped_teacher_weight_is_refused_unless_named(toy, tmp_path):
 
 
 def test_a_missing_toy_teacher_says_how_to_make_it(tmp_path):
-    path = str(tmp_path / 'work_dirs/toy/teacher_faster-rcnn_x50-32x4d-fpn_toy.pth')
+    path = str(tmp_path / 'work_dirs/toy/teacher_faster-rcnn_r18-fpn-20e_toy.pth')
     with pytest.raises(TeacherCheckpointError, match=(
             r'does not exist.*model\.teacher_ckpt.*toy teacher.*`make toy METHODS=dkd` \(or '
             r'`python tools/toy_main_job.py --methods dkd`\).*tools/train.py '
-            r'configs/toy/faster-rcnn_x50-32x4d-fpn_toy.py')):
+            r'configs/toy/faster-rcnn_r18-fpn-20e_toy.py')):
         load_teacher_checkpoint(nn.Linear(1, 1), path)
     # any other missing file: no toy advice
     with pytest.raises(TeacherCheckpointError) as error:

@@ -27,7 +27,7 @@ from oracles import cwd_oracle, dkd_oracle, hcl_oracle, mgd_oracle, pkd_oracle, 
 pytestmark = pytest.mark.timeout(900)
 GFL_TOY = osp.join(REPO, 'configs/toy/mgd_gfl_r18-fpn-20e_gfl_r18-fpn_toy.py')
 FRCNN_TOY = osp.join(
-    REPO, 'configs/toy/reviewkd_faster-rcnn_x50-32x4d-fpn_faster-rcnn_r18-fpn_toy.py')
+    REPO, 'configs/toy/reviewkd_faster-rcnn_r18-fpn-20e_faster-rcnn_r18-fpn_toy.py')
 IMAGE = 'val/00001.png'  # four objects
 RTOL = 1e-4
 

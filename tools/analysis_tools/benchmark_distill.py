@@ -95,8 +95,8 @@ def real_config(toy_path: str):
     """configs/toy/<m>_<toy teacher>_<student>_toy.py ->
     configs/<m>/<m>_<COCO teacher>_<student>_1x_coco.py (the COCO pairs' teachers: GFL and
     Faster R-CNN ResNeXt-101-32x4d)."""
-    name = osp.basename(toy_path).replace('x50-32x4d', 'x101-32x4d')
-    name = name.replace('gfl_r18-fpn-20e', 'gfl_x101-32x4d-fpn')
+    name = osp.basename(toy_path).replace('gfl_r18-fpn-20e', 'gfl_x101-32x4d-fpn')
+    name = name.replace('faster-rcnn_r18-fpn-20e', 'faster-rcnn_x101-32x4d-fpn')
     name = name.replace('_toy.py', '_1x_coco.py')
     folder = re.split(r'[_-]', name)[0]
     path = osp.join(REPO, 'configs', folder, name)

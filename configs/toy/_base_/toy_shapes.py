@@ -4,7 +4,7 @@
 # model changes:
 #
 #     globals().update(_base_.toy_run)     # data, evaluator, schedule, optimizer, hooks
-#     model = _base_.toy_gfl_distill       # or toy_frcnn_distill, toy_gfl, toy_frcnn_teacher, ...
+#     model = _base_.toy_gfl_distill       # or toy_frcnn_distill, toy_gfl, toy_frcnn, ...
 #
 # (mmengine runs a config file with its variables as the module namespace, so `globals()` is
 # that namespace; mmengine refuses one key in two bases, hence the `toy_` prefixes here.)
@@ -22,7 +22,10 @@ toy_epochs = 8  # students; the teachers train longer (toy_*_teacher_run)
 # after 10-16 epochs against their 57.1 at 128x128), so it could not teach them (README.md,
 # "Toy Shapes"). The R18 teacher: 59.4 AP against the baseline's 34.8 (mean of seeds 0-2).
 toy_gfl_teacher_epochs = 20
-toy_frcnn_teacher_epochs = 10
+# Faster R-CNN's teacher likewise: its R18 student trained 20 epochs (the COCO pair's ResNeXt
+# teacher took 1.75 s per training step against the R18's 0.53 with the head below at 256 FPN
+# channels; the family's budget could not hold it)
+toy_frcnn_teacher_epochs = 20
 # Batch 4 at lr 0.005 (mmdet's linear scaling of lr 0.02 for 16 images) with a linear warm-up of
 # 300 iterations. The earlier recipe (batch 8 at lr 0.02, twice the linear-scaling value,
 # warm-up 100) left GFL from scratch in an unstable phase at the peak learning rate (the QFL
@@ -119,33 +122,43 @@ toy_frcnn_teacher_run = dict(toy_run, optim_wrapper=toy_teacher_optim_wrapper,
 
 # ---- models: 4 classes; backbones trained from scratch, so BN learns and nothing is frozen
 toy_backbone = dict(init_cfg=None, frozen_stages=-1, norm_eval=False)
-# Faster R-CNN's teacher: ResNeXt-50 instead of the COCO pair's -101, for CPU time
-toy_frcnn_teacher_backbone = dict(toy_backbone, depth=50)
 # GFL's head with 128 channels instead of 256 (the FPN keeps 256): its 4 stacked convs per branch
 # at 5 levels were the largest part of a training step; with 128 a step on 128x128 images takes
 # 0.49 s instead of 0.78 (4 images, 2 threads, medians of 20 steps), which the toy budgets need
 # (README.md, "Toy Shapes"). Teacher and student have the same head, as in the COCO pairs.
 toy_gfl_head = dict(bbox_head=dict(num_classes=len(toy_classes), feat_channels=128))
 # Faster R-CNN: the toy images hold at most 4 objects, so the RPN keeps 300 proposals (COCO:
-# 1000) and the RoI head samples 128 RoIs per image (COCO: 512); the RoI head is most of the
-# CPU time on small images.
+# 1000), the RoI head samples 32 RoIs per image (COCO: 512; a quarter positive at most, 8, still
+# twice the most objects an image holds) and its two shared fcs have 256 channels (COCO: 1024);
+# the FPN, the RPN and the RoI features have 128 channels (COCO: 256). On small images the RoI
+# head and the 256-channel FPN and RPN convs at P2 were most of a training step (mmcv's CPU
+# RoIAlign and its backward alone were 40%): a step of the R18 takes 0.35 s, as long as the GFL
+# R18's, instead of 1.42 with the COCO widths and 128 RoIs (4 images, 2 threads, medians of 6
+# steps; 0.53-0.63 s with the fewer RoIs and fc channels at 256 FPN channels). Teacher and student
+# have the same widths, as in the COCO pairs; the toy configs of the FPN-level distillers
+# (ReviewKD's connector, DeFeat's neck loss) take toy_frcnn_channels.
+toy_frcnn_channels = 128
 toy_frcnn_head = dict(
+    neck=dict(out_channels=toy_frcnn_channels),
+    rpn_head=dict(in_channels=toy_frcnn_channels, feat_channels=toy_frcnn_channels),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=toy_frcnn_channels),
+        bbox_head=dict(in_channels=toy_frcnn_channels, fc_out_channels=256,
+                       num_classes=len(toy_classes))),
     train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=300),
-                   rcnn=dict(sampler=dict(num=128))),
-    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)),
-    roi_head=dict(bbox_head=dict(num_classes=len(toy_classes))))
+                   rcnn=dict(sampler=dict(num=32))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
 
 # baseline students and teachers trained alone (configs/toy/<model>_toy.py)
 toy_gfl = dict(backbone=toy_backbone, **toy_gfl_head)
 toy_frcnn = dict(backbone=toy_backbone, **toy_frcnn_head)
-toy_frcnn_teacher = dict(backbone=toy_frcnn_teacher_backbone, **toy_frcnn_head)
-# distillation: the student and teacher above, the teacher's weights from its toy run
-# (GFL's teacher is its toy config's model as a whole: an R18 replaces the COCO pair's ResNeXt)
+# distillation: the student above; the teacher is its toy config's model as a whole (an R18
+# trained longer replaces the COCO pair's ResNeXt), its weights from its toy run
 toy_gfl_distill = dict(
     architecture=toy_gfl,
     teacher=dict(_delete_=True, cfg_path='configs/toy/gfl_r18-fpn-20e_toy.py'),
     teacher_ckpt='work_dirs/toy/teacher_gfl_r18-fpn-20e_toy.pth')
 toy_frcnn_distill = dict(
     architecture=toy_frcnn,
-    teacher=toy_frcnn_teacher,
-    teacher_ckpt='work_dirs/toy/teacher_faster-rcnn_x50-32x4d-fpn_toy.pth')
+    teacher=dict(_delete_=True, cfg_path='configs/toy/faster-rcnn_r18-fpn-20e_toy.py'),
+    teacher_ckpt='work_dirs/toy/teacher_faster-rcnn_r18-fpn-20e_toy.pth')
