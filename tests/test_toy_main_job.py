@@ -228,6 +228,34 @@ def test_keep_trained_keeps_only_the_same_seed_and_config(tmp_path, monkeypatch)
     assert not job.train(config, work, seed=0, digest='b', keep_trained=True)['kept']
 
 
+def test_the_digest_follows_what_a_config_trains_not_the_toy_building_blocks(tmp_path):
+    """A change to one family's toy_* blocks in toy_shapes.py (assigned to the other family's
+    models only) leaves a config's digest, and so its cached models, alone; a change to what
+    the config trains does not."""
+    job = load_job()
+    base = tmp_path / 'toy_base.py'
+    config = tmp_path / 'model.py'
+
+    def digest(base_text, config_text, *extra):
+        base.write_text(base_text)
+        config.write_text("_base_ = ['./toy_base.py']\n" + config_text)
+        return job.config_digest(str(config), *extra)
+
+    first = digest('toy_a = dict(depth=18)\ntoy_b = dict(depth=50)\n', 'model = _base_.toy_a\n')
+    # the other block changed, or a new one: the same digest
+    assert digest('toy_a = dict(depth=18)\ntoy_b = dict(depth=101)\n',
+                  'model = _base_.toy_a\n') == first
+    assert digest('toy_a = dict(depth=18)\ntoy_b = dict(depth=50)\ntoy_c = 1\n',
+                  'model = _base_.toy_a\n') == first
+    # the block the model is made of, the config itself, or the teacher's digest: another one
+    assert digest('toy_a = dict(depth=34)\ntoy_b = dict(depth=50)\n',
+                  'model = _base_.toy_a\n') != first
+    assert digest('toy_a = dict(depth=18)\ntoy_b = dict(depth=50)\n',
+                  'model = _base_.toy_a\nlr = 0.1\n') != first
+    assert digest('toy_a = dict(depth=18)\ntoy_b = dict(depth=50)\n',
+                  'model = _base_.toy_a\n', 'teacher') != first
+
+
 #: COCO AP (fraction) that the fake tools/test.py reports, by role and seed
 FAKE_AP = {'teacher': {'0': 0.40},
            'baseline': {'0': 0.20, '1': 0.22, '2': 0.21},

@@ -105,8 +105,14 @@ def seed_label(seed: Optional[int]) -> str:
 # --- configs ------------------------------------------------------------------------------
 
 def config_digest(config: str, *extra: str) -> str:
-    """Digest of a config's full text (and of ``extra``, e.g. its teacher's digest)."""
-    text = Config.fromfile(config).pretty_text + ''.join(extra)
+    """Digest of a config's full text (and of ``extra``, e.g. its teacher's digest), without the
+    ``toy_*`` building blocks that every toy config inherits from
+    ``configs/toy/_base_/toy_shapes.py``: what they change is in the keys they are assigned to
+    (``model``, ``train_dataloader``, ...), so a change to one family's blocks does not discard
+    the other family's trained models."""
+    cfg = Config.fromfile(config)
+    text = Config({k: v for k, v in cfg.to_dict().items()
+                   if not k.startswith('toy_')}).pretty_text + ''.join(extra)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
