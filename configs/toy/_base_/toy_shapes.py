@@ -140,9 +140,10 @@ toy_gfl_head = dict(bbox_head=dict(num_classes=len(toy_classes), feat_channels=1
 # twice the most objects an image holds) and its two shared fcs have 256 channels (COCO: 1024);
 # the FPN, the RPN and the RoI features have 128 channels (COCO: 256). On small images the RoI
 # head and the 256-channel FPN and RPN convs at P2 were most of a training step (mmcv's CPU
-# RoIAlign and its backward alone were 40%): a step of the R18 takes 0.35 s, as long as the GFL
-# R18's, instead of 1.42 with the COCO widths and 128 RoIs (4 images, 2 threads, medians of 6
-# steps; 0.53-0.63 s with the fewer RoIs and fc channels at 256 FPN channels). Teacher and student
+# RoIAlign and its backward alone were 40%): a step of the R18 takes 0.35 s, as long as a GFL R18
+# step in the same run, instead of 1.42 s (4.8x the GFL step then) with the COCO widths and 128
+# RoIs (4 images, 2 threads, medians of 6 steps; 0.53-0.63 s with the fewer RoIs and fc channels
+# at 256 FPN channels). Teacher and student
 # have the same widths, as in the COCO pairs; the toy configs of the FPN-level distillers
 # (ReviewKD's connector, DeFeat's neck loss) take toy_frcnn_channels.
 toy_frcnn_channels = 128
