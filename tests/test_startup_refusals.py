@@ -170,8 +170,15 @@ def test_amp_without_a_gpu_says_what_to_do(monkeypatch):
 
 # ------------------------------------------------------------------ FPN levels of two families
 def _frcnn_teacher_for(student_cfg, dkd_cfg):
+    """The toy Faster R-CNN teacher (P2-P6) for a GFL student (P3-P7), at the GFL FPN's 256
+    channels (the toy Faster R-CNN's are 128), so that only the levels differ."""
     cfg = copy.deepcopy(student_cfg)
-    cfg.teacher = copy.deepcopy(dkd_cfg.teacher)  # Faster R-CNN: P2-P6
+    width = 256
+    cfg.teacher = dict(
+        copy.deepcopy(dkd_cfg.teacher), neck=dict(out_channels=width),
+        rpn_head=dict(in_channels=width, feat_channels=width),
+        roi_head=dict(bbox_roi_extractor=dict(out_channels=width),
+                      bbox_head=dict(in_channels=width)))
     return cfg
 
 

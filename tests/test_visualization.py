@@ -183,7 +183,8 @@ def test_fgd_and_defeat_values_are_the_loss(gfl, frcnn):
         gt, metas = [scene.sample.gt_instances], [scene.sample.metainfo]
         for level in pictures['fgd'].values.values():
             i = level['index']
-            terms = FGDLoss(256, 256)(scene.feats_S[i], scene.feats_T[i], gt, metas)
+            width = scene.feats_S[i].shape[1]  # 256 (GFL) or 128 (the toy Faster R-CNN)
+            terms = FGDLoss(width, width)(scene.feats_S[i], scene.feats_T[i], gt, metas)
             close(level['fg'], terms['fg'])
             close(level['bg'], terms['bg'])
         defeat = pictures['defeat'].values
