@@ -17,7 +17,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmkd.engine import prepare_cpu_distributed
+from mmkd.engine import prepare_cpu_distributed, shut_down_distributed
 from mmkd.models.algorithms.student_only import (is_distillation_cfg, load_student_weights,
                                                  student_model_cfg)
 
@@ -79,6 +79,7 @@ def main():
         assert args.out.endswith(('.pkl', '.pickle')), 'The dump file must be a pkl file.'
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()
+    shut_down_distributed()  # before interpreter exit: see mmkd/engine/distributed_exit.py
 
 
 if __name__ == '__main__':

@@ -5,7 +5,9 @@
 
 On top of mmdet's script: every config gets ``mmkd.ExactResumeHook`` (a resumed run continues
 with the uninterrupted run's random numbers), ``--amp`` without a GPU is refused with what to do,
-and a failed download of pretrained weights names the module and the config key to set.
+a failed download of pretrained weights names the module and the config key to set, and a
+distributed run destroys its process group before the interpreter exits (without that, a gloo rank
+can die of SIGABRT at exit: ``mmkd/engine/distributed_exit.py``).
 """
 import argparse
 import os
@@ -18,7 +20,7 @@ from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_availa
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmkd.engine import add_exact_resume_hook, prepare_cpu_distributed
+from mmkd.engine import add_exact_resume_hook, prepare_cpu_distributed, shut_down_distributed
 from mmkd.engine.checkpoint_downloads import CheckpointDownloadError, explain_download_failure
 
 
@@ -89,6 +91,7 @@ def main():
         runner.train()
     except CheckpointDownloadError as e:
         raise explain_download_failure(runner.model, e) from e
+    shut_down_distributed()  # before interpreter exit: see mmkd/engine/distributed_exit.py
 
 
 if __name__ == '__main__':

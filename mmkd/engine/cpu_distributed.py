@@ -4,10 +4,10 @@ Measured with this stack on a CPU-only machine: ``init_dist`` calls ``torch.cuda
 unconditionally ("no attribute '_cuda_setDevice'"), and the default wrapper passes
 ``device_ids=[LOCAL_RANK]``, which DDP rejects for CPU modules.
 
-A rank of a 2-process CPU run once died at start-up with SIGABRT ("terminate called without an
-active exception") and nothing else to go on; it has not recurred in 50 runs of the same start-up
-since. CPU ranks therefore report fatal signals: if it happens again, the launcher's output holds
-the C++ and Python stacks of every thread of the rank that died.
+CPU ranks report fatal signals: the launcher's output holds the C++ and Python stacks of every
+thread of a rank that dies of one. That report is how the occasional SIGABRT of a 2-rank CPU run
+("terminate called without an active exception") was traced to interpreter exit with a busy gloo
+worker thread; ``distributed_exit.py`` has the cause and the fix.
 """
 import faulthandler
 
