@@ -25,24 +25,28 @@ def _name_this_thread(name: str) -> None:
     ctypes.CDLL(None).prctl(15, name.encode())
 
 
-def _worker(busy_seconds: float, release: threading.Event) -> None:
-    """A stand-in for a gloo worker: runs for ``busy_seconds`` (as one still freeing tensors),
-    then sleeps on a condition (as an idle one)."""
+def _worker(busy_seconds: float, release: threading.Event, named: threading.Semaphore) -> None:
+    """A stand-in for a gloo worker: runs for ``busy_seconds`` (as one still freeing tensors) or
+    until released, then sleeps on a condition (as an idle one)."""
     _name_this_thread(GLOO_WORKER_THREAD_NAME)
+    named.release()
     end = time.monotonic() + busy_seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end and not release.is_set():
         sum(range(1000))
     release.wait()
 
 
 @linux_only
 def test_wait_returns_only_once_the_workers_stopped_running():
-    release = threading.Event()
-    workers = [threading.Thread(target=_worker, args=(busy, release)) for busy in (0.2, 0.6)]
+    release, named = threading.Event(), threading.Semaphore(0)
+    workers = [threading.Thread(target=_worker, args=(busy, release, named))
+               for busy in (0.2, 0.6)]
     start = time.monotonic()
     for w in workers:
         w.start()
     try:
+        for _ in workers:
+            assert named.acquire(timeout=10)
         assert wait_for_idle_gloo_workers(interval=0.02, timeout=10.0)
         waited = time.monotonic() - start
     finally:
@@ -54,9 +58,10 @@ def test_wait_returns_only_once_the_workers_stopped_running():
 
 @linux_only
 def test_wait_gives_up_after_its_timeout_while_a_worker_keeps_running():
-    release = threading.Event()
-    worker = threading.Thread(target=_worker, args=(30.0, release), daemon=True)
+    release, named = threading.Event(), threading.Semaphore(0)
+    worker = threading.Thread(target=_worker, args=(30.0, release, named), daemon=True)
     worker.start()
+    assert named.acquire(timeout=10)
     start = time.monotonic()
     assert not wait_for_idle_gloo_workers(interval=0.02, timeout=0.5)
     assert 0.5 <= time.monotonic() - start < 3.0
