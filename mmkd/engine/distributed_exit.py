@@ -6,7 +6,9 @@ Python object the main thread has already released needs the GIL to free that ob
 thread has reached interpreter shutdown by then, Python ends the waiting thread with
 ``pthread_exit``, the unwind meets a ``noexcept`` frame and the rank dies of ``std::terminate``:
 "terminate called without an active exception", SIGABRT, with ``ProcessGroupGloo::runLoop ->
-c10::TensorImpl::decref_pyobject -> pthread_exit`` on the aborting thread's C++ stack.
+c10::TensorImpl::decref_pyobject -> pthread_exit`` on the aborting thread's C++ stack. Seen once
+here, the rank hung instead: the main thread in ``~ProcessGroupGloo`` (freed at shutdown) waiting
+for the work mutex, the worker stuck in that abort's signal handler.
 
 torch's remedy is ``destroy_process_group()`` before exit (pytorch/pytorch#190489; #157193 and
 #179291 would do it at exit and are not merged): it destroys the group, whose destructor joins the
@@ -18,6 +20,7 @@ worker thread is still busy dropping a work.
 import gc
 import os
 import time
+import warnings
 
 import torch.distributed as dist
 
@@ -77,4 +80,7 @@ def shut_down_distributed() -> None:
         return
     gc.collect()
     dist.destroy_process_group()
-    wait_for_idle_gloo_workers()
+    if not wait_for_idle_gloo_workers():
+        warnings.warn('gloo worker threads were still running 10 s after the process group was '
+                      'destroyed; exiting anyway (the rank may die of SIGABRT at exit, after its '
+                      'work is saved).')
