@@ -1,6 +1,7 @@
 """Small helpers shared by the tests: tiny toy configs and batches."""
 import copy
 import os.path as osp
+import socket
 
 import torch
 from mmengine.config import Config
@@ -63,3 +64,10 @@ def run_failure_output(out: str, tail: int = 4000) -> str:
     import re
     report = re.search(r'SIG[A-Z]+\(\d+\), PID: ', out)
     return out[report.start():] if report else out[-tail:]
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a test's torchrun master."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

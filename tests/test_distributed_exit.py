@@ -2,7 +2,6 @@
 and a 2-rank gloo run with a DDP module that ends through it."""
 import ctypes
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ import torch
 
 from mmkd.engine.distributed_exit import (GLOO_WORKER_THREAD_NAME, shut_down_distributed,
                                           wait_for_idle_gloo_workers)
-from _toy import REPO, run_failure_output
+from _toy import REPO, free_port, run_failure_output
 
 linux_only = pytest.mark.skipif(not os.path.isdir('/proc/self/task'),
                                 reason='thread states are read from /proc')
@@ -75,12 +74,6 @@ def test_shut_down_is_a_no_op_outside_a_distributed_run():
     assert time.monotonic() - start < 0.5
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @linux_only
 @pytest.mark.timeout(300)
 def test_two_gloo_ranks_with_ddp_end_without_a_busy_worker(tmp_path):
@@ -103,7 +96,7 @@ def test_two_gloo_ranks_with_ddp_end_without_a_busy_worker(tmp_path):
     path.write_text(script)
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-         '--master_port', str(_free_port()), str(path)],
+         '--master_port', str(free_port()), str(path)],
         cwd=REPO, capture_output=True, text=True, timeout=280,
         env=dict(os.environ, OMP_NUM_THREADS='1'))
     out = proc.stdout + proc.stderr

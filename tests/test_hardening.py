@@ -11,7 +11,6 @@ import os
 import os.path as osp
 import re
 import signal
-import socket
 import subprocess
 import sys
 
@@ -24,7 +23,7 @@ import mmkd  # noqa: F401
 from mmkd.engine import NonFiniteLossError
 from mmkd.engine import atomic_checkpoint
 from mmkd.models.algorithms.model_cfg import expand_model_cfg
-from _toy import PKD_TOY, REPO, run_failure_output, tiny_batch, tiny_toy_cfg
+from _toy import PKD_TOY, REPO, free_port, run_failure_output, tiny_batch, tiny_toy_cfg
 
 PY = sys.executable
 DKD_TOY = osp.join(REPO, 'configs/toy/dkd_faster-rcnn_r18-fpn-20e_faster-rcnn_r18-fpn_toy.py')
@@ -410,12 +409,6 @@ def test_autocast_bf16_distill_losses_are_fp32_and_finite(method, tmp_path):
 
 
 # ------------------------------------------------------------------ 2-process DDP (gloo)
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize('method', sorted(METHODS))
 def test_two_process_ddp_ranks_end_with_the_same_weights(method, tmp_path):
     # 8 images, 2 per rank and step: 2 steps
@@ -424,7 +417,7 @@ def test_two_process_ddp_ranks_end_with_the_same_weights(method, tmp_path):
     cfg.default_hooks.checkpoint.interval = 1  # one, at the end: it holds both ranks' RNG states
     cfg.dump(str(tmp_path / 'cfg.py'))
     code, out = run('bash', 'tools/dist_train.sh', str(tmp_path / 'cfg.py'), '2', '--work-dir',
-                    str(tmp_path / 'work'), env=dict(PYTHON=PY, PORT=str(_free_port())),
+                    str(tmp_path / 'work'), env=dict(PYTHON=PY, PORT=str(free_port())),
                     check=False)
     assert code == 0, run_failure_output(out)
     assert 'Epoch(train) [1][2/2]' in out, out[-3000:]

@@ -2,7 +2,6 @@
 import os
 import pickle
 import re
-import socket
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ import torch
 from mmengine.registry import MODELS, init_default_scope
 
 import mmkd  # noqa: F401
-from _toy import PKD_TOY, REPO, run_failure_output, tiny_toy_cfg
+from _toy import PKD_TOY, REPO, free_port, run_failure_output, tiny_toy_cfg
 
 PY = sys.executable
 pytestmark = pytest.mark.timeout(900)
@@ -130,18 +129,12 @@ def test_resume_continues_at_the_iteration_with_the_optimizer_state(toy):
     assert 'Epoch(train) [2][4/4]' in out and 'Epoch(train) [1]' not in out
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_ddp_on_cpu(toy):
     work = toy / 'ddp'
     code, out = run_status(
         'bash', 'tools/dist_train.sh', str(toy / 'pkd_tiny.py'), '2', '--work-dir', str(work),
         '--cfg-options', 'train_cfg.max_epochs=1',
-        env=dict(PYTHON=PY, PORT=str(_free_port()), OMP_NUM_THREADS='1'))
+        env=dict(PYTHON=PY, PORT=str(free_port()), OMP_NUM_THREADS='1'))
     assert code == 0, run_failure_output(out)
     # 8 images, 2 per rank and step, 2 ranks: 2 steps per epoch, so both ranks took part
     assert 'Epoch(train) [1][2/2]' in out, out[-3000:]

@@ -13,11 +13,10 @@ for the work mutex, the worker stuck in that abort's signal handler.
 torch's remedy is ``destroy_process_group()`` before exit (pytorch/pytorch#190489; #157193 and
 #179291 would do it at exit and are not merged): it destroys the group, whose destructor joins the
 worker threads. Measured with torch 2.13: once a ``DistributedDataParallel`` module has been built,
-the gloo threads outlive ``destroy_process_group()`` (something in C++ still holds the group), so
-the race stays. :func:`shut_down_distributed` therefore also waits, with the GIL released, until no
-worker thread is still busy dropping a work.
+the gloo threads outlive ``destroy_process_group()`` (something in C++ still holds the group, also
+after the module is freed and ``gc.collect()``), so the race stays. :func:`shut_down_distributed`
+therefore also waits, with the GIL released, until no worker thread is still busy dropping a work.
 """
-import gc
 import os
 import time
 import warnings
@@ -78,7 +77,6 @@ def shut_down_distributed() -> None:
     interpreter's shutdown cannot abort the rank. A no-op outside a distributed run."""
     if not (dist.is_available() and dist.is_initialized()):
         return
-    gc.collect()
     dist.destroy_process_group()
     if not wait_for_idle_gloo_workers():
         warnings.warn('gloo worker threads were still running 10 s after the process group was '
